@@ -1,0 +1,32 @@
+"""Typed configuration of one engine replica, built from the platform settings and the resource plan."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    model_id: str
+    """The id clients use for the base model."""
+    model_path: str
+    """A local model directory (or a hub id where a hub is reachable)."""
+    max_model_len: int
+    dtype: str
+    device: Literal["cpu", "cuda"]
+    tensor_parallel_size: int = 1
+    kv_cache_gib: int = 2
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = True
+    max_loras: int = 8
+    max_cpu_loras: int = 32
+    max_lora_rank: int = 32
+    max_num_seqs: int = 64
+    threads: int = 1
+
+    def resolved_dtype(self) -> str:
+        """`auto` means float32 on CPU (4x faster than bfloat16 without AVX-512 BF16), else the model's."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "float32" if self.device == "cpu" else "auto"

@@ -1,0 +1,66 @@
+"""The engine as a Ray Serve deployment: one ChatEngine per replica, adapters loaded on first use and
+tracked by Serve's model multiplexing so requests for an adapter go to replicas that already hold it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+from ray import serve
+from vllm.lora.request import LoRARequest
+
+from engines.config import EngineConfig
+from engines.engine import ChatEngine
+from engines.errors import AdapterLoadError
+from engines.protocol import AdapterRef, GenerateChunk, GenerateRequest
+from gateway.logs import configure_logging
+
+
+class EngineDeployment:
+    def __init__(self, config: EngineConfig, log_level: str = "info") -> None:
+        configure_logging(log_level)
+        self.config = config
+        self.engine = ChatEngine.start(config)
+        self._adapter_paths: dict[str, str] = {}
+        self._lora_ids: dict[str, int] = {}
+        self._load_adapter = serve.multiplexed(max_num_models_per_replica=config.max_cpu_loras)(self._add_lora)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        lora = await self._lora_for(request.adapter) if request.adapter is not None else None
+        async for chunk in self.engine.generate(request, lora):
+            yield chunk
+
+    async def _lora_for(self, adapter: AdapterRef) -> LoRARequest:
+        self._adapter_paths[adapter.name] = adapter.path
+        return await self._load_adapter(adapter.name)
+
+    async def _add_lora(self, name: str) -> LoRARequest:
+        """Serve's multiplexed loader: loads the adapter into this replica's engine now (no restart)."""
+        lora_id = self._lora_ids.setdefault(name, len(self._lora_ids) + 1)
+        lora = LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=self._adapter_paths[name])
+        try:
+            await self.engine.llm.add_lora(lora)
+        except Exception as exc:
+            raise AdapterLoadError(
+                f"The adapter model '{name}' could not be loaded: {exc}", param="model", code="adapter_load_failed"
+            ) from None
+        return lora
+
+    async def stats(self) -> dict[str, Any]:
+        await self.engine.check_health()
+        return {
+            "running": self.engine.running,
+            "aborted": self.engine.aborted,
+            "adapters_loaded": len(await self.engine.llm.list_loras()),
+            "threads": torch.get_num_threads(),
+        }
+
+    async def check_health(self) -> None:
+        """Called by Serve; raising marks the replica unhealthy and Serve replaces it."""
+        await self.engine.check_health()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()

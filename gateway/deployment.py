@@ -1,0 +1,100 @@
+"""The Ray Serve application: the Litestar gateway as ingress in front of the engine deployment.
+`build_app` is also the import path for `serve run gateway.deployment:build_app`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Litestar
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from engines.adapters import AdapterRegistry
+from engines.config import EngineConfig
+from engines.deployment import EngineDeployment
+from engines.resources import ResourcePlan
+from gateway.app import create_app
+from gateway.engine_client import RayEngineClient
+from gateway.logs import configure_logging
+from gateway.serving.models import BaseModelInfo, ModelCatalog
+from gateway.settings import Settings
+
+APP_NAME = "llm-platform"
+log = structlog.get_logger("gateway.deployment")
+
+
+@serve.ingress()
+class Gateway:
+    def __init__(self, settings: Settings, engine: DeploymentHandle, base: BaseModelInfo) -> None:
+        configure_logging(settings.log_level)
+        registry = AdapterRegistry(settings.adapters_path, base_model_id=base.id, max_lora_rank=settings.max_lora_rank)
+        self._app = create_app(settings, RayEngineClient(engine), ModelCatalog(base, registry))
+
+    def __serve_build_asgi_app__(self) -> Litestar:
+        return self._app
+
+
+def engine_config(settings: Settings, plan: ResourcePlan, model_path: str) -> EngineConfig:
+    return EngineConfig(
+        model_id=settings.model_name,
+        model_path=model_path,
+        max_model_len=settings.max_model_len,
+        dtype=settings.dtype,
+        device="cuda" if plan.engine_gpus > 0 else "cpu",
+        tensor_parallel_size=plan.tensor_parallel_size,
+        kv_cache_gib=settings.kv_cache_gib,
+        gpu_memory_utilization=min(settings.gpu_memory_utilization, plan.engine_gpus or 1.0),
+        enforce_eager=settings.enforce_eager,
+        max_loras=settings.max_loras,
+        max_cpu_loras=settings.max_cpu_loras,
+        max_lora_rank=settings.max_lora_rank,
+        max_num_seqs=settings.max_ongoing_requests,
+        threads=settings.engine_threads or _cpu_count(),
+    )
+
+
+def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, created: int) -> Application:
+    config = engine_config(settings, plan, model_path)
+    env_vars = {"OMP_NUM_THREADS": str(config.threads)}
+    if config.device == "cpu":
+        env_vars["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
+    actor_options: dict[str, Any] = {
+        "num_cpus": plan.engine_cpus,
+        "num_gpus": plan.engine_gpus,
+        "runtime_env": {"env_vars": env_vars},
+    }
+    engine = serve.deployment(EngineDeployment).options(
+        name="engine",
+        num_replicas=plan.engine_replicas,
+        ray_actor_options=actor_options,
+        max_ongoing_requests=settings.max_ongoing_requests,
+        max_queued_requests=settings.max_queued_requests,
+        health_check_period_s=10,
+        health_check_timeout_s=60,
+        graceful_shutdown_timeout_s=20,
+    )
+    gateway = serve.deployment(Gateway).options(
+        name="gateway",
+        num_replicas=1,
+        ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=4 * settings.max_ongoing_requests * plan.engine_replicas,
+        graceful_shutdown_timeout_s=20,
+    )
+    base = BaseModelInfo(id=settings.model_name, root=model_path, created=created, max_model_len=settings.max_model_len)
+    return gateway.bind(settings, engine.bind(config, settings.log_level), base)
+
+
+def build_app(args: dict[str, str] | None = None) -> Application:
+    """For `serve run gateway.deployment:build_app`: settings from the environment (and `KEY=value` args)."""
+    from gateway.launcher import prepare
+
+    settings, plan, model_path, created = prepare({**(args or {})})
+    return build_platform(settings, plan, model_path, created)
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))

@@ -1,0 +1,77 @@
+"""How the gateway reaches the engines: a small protocol, and its Ray Serve implementation that routes
+adapter requests to replicas holding the adapter (model multiplexing)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
+from ray.serve.handle import DeploymentHandle
+
+from engines.errors import EngineError, EngineUnavailableError
+from engines.protocol import GenerateChunk, GenerateRequest
+
+
+class EngineClient(Protocol):
+    def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        """Streams the engine's chunks; raises EngineError subclasses for failures."""
+        ...
+
+    async def stats(self) -> dict[str, Any]:
+        """Health and load of an engine replica; raises EngineUnavailableError when none answers."""
+        ...
+
+
+class RayEngineClient:
+    def __init__(self, handle: DeploymentHandle, *, health_timeout_s: float = 5.0) -> None:
+        self._handle = handle
+        self._health_timeout_s = health_timeout_s
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        model_id = request.adapter.name if request.adapter else ""
+        handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
+        responses = handle.generate.remote(request)
+        finished = False
+        try:
+            async for chunk in responses:
+                yield chunk
+            finished = True
+        except BaseException as exc:
+            raise _engine_error(exc) from None
+        finally:
+            if not finished:
+                # The client went away (or failed): stop the generation in the engine.
+                responses.cancel()
+
+    async def stats(self) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self._handle.stats.remote(), self._health_timeout_s)
+        except TimeoutError:
+            raise EngineUnavailableError("No engine replica answered the health check in time.") from None
+        except Exception as exc:
+            raise _engine_error(exc) from None
+
+
+def _engine_error(exc: BaseException) -> BaseException:
+    """Unwraps Ray's wrappers: engine errors pass through, lost replicas and full queues become 503."""
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
+        return exc
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    if isinstance(cause, EngineError):
+        return cause
+    if isinstance(cause, BackPressureError):
+        return EngineUnavailableError("The engines are at capacity; retry shortly.", code="engine_overloaded")
+    if isinstance(
+        cause,
+        (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError, RequestCancelledError),
+    ):
+        return EngineUnavailableError("The engine replica serving this request stopped; retry shortly.")
+    return exc
+
+
+def engine_client_for(app_name: str, deployment_name: str) -> RayEngineClient:
+    return RayEngineClient(serve.get_deployment_handle(deployment_name, app_name=app_name))

@@ -1,0 +1,105 @@
+"""`python -m gateway` / `make run`: validate settings, prepare the model, start (or join) Ray, deploy,
+serve until SIGINT/SIGTERM, then drain and shut down everything this process started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ray
+import structlog
+from ray import serve
+
+from engines.default_model import DefaultModelError, ensure_default_model
+from engines.resources import ResourceError, ResourcePlan, plan_resources
+from gateway.logs import configure_logging
+from gateway.settings import Settings, SettingsError
+
+log = structlog.get_logger("gateway.launcher")
+
+
+class LaunchError(RuntimeError):
+    """The platform cannot start; the message says why."""
+
+
+def resolve_model(settings: Settings) -> str:
+    """The embedded default model (converted once), a local model directory, or a hub id."""
+    if settings.uses_default_model:
+        return str(ensure_default_model(settings.cache_path))
+    path = Path(settings.model_name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.is_absolute() or settings.model_name.startswith("."):
+        raise LaunchError(f"MODEL_NAME={settings.model_name!r} is not a model directory")
+    return settings.model_name
+
+
+def start_ray() -> bool:
+    """Joins RAY_ADDRESS when set, else starts an embedded cluster. Returns whether this process owns it."""
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    kwargs = {"namespace": "llm-platform", "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+        return False
+    ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **kwargs)
+    return True
+
+
+def prepare(overrides: dict[str, str] | None = None) -> tuple[Settings, ResourcePlan, str, int]:
+    """Settings, the resource plan and the model, checked before any replica starts."""
+    settings = Settings.from_env({**os.environ, **(overrides or {})})
+    configure_logging(settings.log_level)
+    model_path = resolve_model(settings)
+    start_ray()
+    plan = plan_resources(
+        ray.cluster_resources(),
+        engine_replicas=settings.engine_replicas,
+        engine_cpus=settings.engine_cpus,
+        inference_gpu_fraction=settings.inference_gpu_fraction,
+        training_gpu_fraction=settings.training_gpu_fraction,
+    )
+    log.info("resource_plan", **{name: getattr(plan, name) for name in plan.__struct_fields__})
+    created = int(Path(model_path).stat().st_mtime) if Path(model_path).exists() else int(time.time())
+    return settings, plan, model_path, created
+
+
+def serve_forever() -> int:
+    from gateway.deployment import APP_NAME, build_platform
+
+    stop = threading.Event()
+    try:
+        settings, plan, model_path, created = prepare()
+        owns_cluster = not os.environ.get("RAY_ADDRESS")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
+        serve.run(build_platform(settings, plan, model_path, created), name=APP_NAME, route_prefix="/")
+    except (SettingsError, DefaultModelError, ResourceError, LaunchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _shutdown(owns_cluster=not os.environ.get("RAY_ADDRESS"))
+        return 2
+    log.info("platform_ready", url=f"http://{settings.serve_host}:{settings.serve_port}/v1", model=settings.model_name)
+    while not stop.wait(1.0):
+        pass
+    log.info("platform_stopping")
+    _shutdown(owns_cluster=owns_cluster, app_name=APP_NAME)
+    log.info("platform_stopped")
+    return 0
+
+
+def _shutdown(*, owns_cluster: bool, app_name: str | None = None) -> None:
+    if not ray.is_initialized():
+        return
+    try:
+        if owns_cluster:
+            serve.shutdown()
+        elif app_name is not None:
+            serve.delete(app_name)
+    finally:
+        ray.shutdown()

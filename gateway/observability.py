@@ -1,0 +1,85 @@
+"""One JSON log line per request: request id (also returned as `x-request-id`), model, status, tokens,
+time to first token and total latency. Handlers fill the request's RequestLog as they learn things."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+from litestar import Request
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("gateway.access")
+
+_STATE_KEY = "request_log"
+_REQUEST_ID = b"x-request-id"
+
+
+@dataclass
+class RequestLog:
+    request_id: str
+    method: str
+    path: str
+    started_at: float = field(default_factory=time.monotonic)
+    model: str | None = None
+    status: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_at: float | None = None
+    emitted: bool = False
+
+    def emit(self) -> None:
+        if self.emitted:
+            return
+        self.emitted = True
+        now = time.monotonic()
+        log.info(
+            "request",
+            request_id=self.request_id,
+            method=self.method,
+            path=self.path,
+            model=self.model,
+            status=self.status,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            ttft_ms=round((self.first_token_at - self.started_at) * 1000, 1) if self.first_token_at else None,
+            latency_ms=round((now - self.started_at) * 1000, 1),
+        )
+
+
+def request_log(request: Request) -> RequestLog:
+    return request.scope["state"][_STATE_KEY]
+
+
+class AccessLogMiddleware:
+    """Pure ASGI middleware, so the line is written when a streamed body has been fully sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(_REQUEST_ID)
+        # Under Ray Serve the proxy sets x-request-id on the request and echoes it on the response.
+        request_id = incoming.decode() if incoming else uuid.uuid4().hex
+        entry = RequestLog(request_id=request_id, method=scope["method"], path=scope["path"])
+        scope.setdefault("state", {})[_STATE_KEY] = entry
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry.status = message["status"]
+                if not incoming:
+                    message["headers"] = [*message.get("headers", []), (_REQUEST_ID, request_id.encode())]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                entry.emit()
+
+        try:
+            await self.app(scope, receive, send_logged)
+        finally:
+            # A client that disconnected mid-stream still gets its line.
+            entry.emit()

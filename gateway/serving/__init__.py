@@ -1,0 +1,1 @@
+"""Domain logic behind the routes: plain classes, testable without HTTP."""

@@ -1,0 +1,60 @@
+"""The model catalog: the base model and every adapter model, each a model name clients can use."""
+
+from __future__ import annotations
+
+import msgspec
+
+from engines.adapters import AdapterInfo, AdapterRegistry
+from engines.protocol import AdapterRef
+from gateway.errors import model_not_found
+from gateway.protocol.models import Model
+
+
+class BaseModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    root: str
+    created: int
+    max_model_len: int
+    owned_by: str = "system"
+
+
+class ModelCatalog:
+    def __init__(self, base: BaseModelInfo, adapters: AdapterRegistry) -> None:
+        self.base = base
+        self.adapters = adapters
+
+    def list(self) -> list[Model]:
+        return [self._base_card(), *(self._adapter_card(info) for info in self.adapters.all())]
+
+    def get(self, model_id: str) -> Model:
+        if model_id == self.base.id:
+            return self._base_card()
+        info = self.adapters.get(model_id)
+        if info is None:
+            raise model_not_found(model_id)
+        return self._adapter_card(info)
+
+    def resolve(self, model_id: str) -> AdapterRef | None:
+        """None for the base model, the adapter for an adapter model; unknown names are 404."""
+        if model_id == self.base.id:
+            return None
+        info = self.adapters.get(model_id)
+        if info is None:
+            raise model_not_found(model_id)
+        return AdapterRef(name=info.name, path=info.path)
+
+    def _base_card(self) -> Model:
+        base = self.base
+        return Model(
+            id=base.id, created=base.created, owned_by=base.owned_by, root=base.root, max_model_len=base.max_model_len
+        )
+
+    def _adapter_card(self, info: AdapterInfo) -> Model:
+        return Model(
+            id=info.name,
+            created=info.created,
+            owned_by=info.owned_by,
+            root=info.path,
+            parent=info.parent,
+            max_model_len=self.base.max_model_len,
+        )
