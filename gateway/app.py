@@ -9,6 +9,9 @@ from litestar.datastructures import State
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
 from gateway.observability import AccessLogMiddleware
+from gateway.routes import files as file_routes
+from gateway.routes import fine_tuning as job_routes
+from gateway.routes import seed_jobs
 from gateway.routes.chat import create_chat_completion
 from gateway.routes.health import health
 from gateway.routes.models import list_models, retrieve_model
@@ -16,15 +19,50 @@ from gateway.routes.seed import seed_chat
 from gateway.serving.chat import ChatService
 from gateway.serving.models import ModelCatalog
 from gateway.settings import Settings
+from jobs.files import FileService
+from jobs.service import FineTuningService
+
+ROUTES = [
+    health,
+    list_models,
+    retrieve_model,
+    create_chat_completion,
+    seed_chat,
+    file_routes.upload_file,
+    file_routes.list_files,
+    file_routes.retrieve_file,
+    file_routes.file_content,
+    file_routes.delete_file,
+    job_routes.create_job,
+    job_routes.list_jobs,
+    job_routes.retrieve_job,
+    job_routes.cancel_job,
+    job_routes.list_events,
+    job_routes.list_checkpoints,
+    seed_jobs.seed_fine_tune,
+    seed_jobs.seed_list_jobs,
+    seed_jobs.seed_get_job,
+    seed_jobs.seed_cancel_job,
+]
 
 
-def create_app(settings: Settings, engine: EngineClient, models: ModelCatalog) -> Litestar:
+def create_app(
+    settings: Settings,
+    engine: EngineClient,
+    models: ModelCatalog,
+    files: FileService,
+    fine_tuning: FineTuningService,
+) -> Litestar:
     chat = ChatService(engine, models, max_n=settings.max_n)
+    state = {"engine": engine, "models": models, "chat": chat, "files": files, "fine_tuning": fine_tuning}
     return Litestar(
-        route_handlers=[health, list_models, retrieve_model, create_chat_completion, seed_chat],
-        state=State({"engine": engine, "models": models, "chat": chat, "settings": settings}),
+        route_handlers=ROUTES,
+        state=State({**state, "settings": settings}),
         exception_handlers={Exception: handle_exception},
         middleware=[AccessLogMiddleware],
+        on_startup=[fine_tuning.recover],
+        on_shutdown=[fine_tuning.scheduler.close],
+        request_max_body_size=settings.max_upload_bytes + 1024 * 1024,
         openapi_config=None,
         debug=False,
     )

@@ -11,14 +11,14 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from engines.adapters import AdapterRegistry
 from engines.config import EngineConfig
 from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.engine_client import RayEngineClient
 from gateway.logs import configure_logging
-from gateway.serving.models import BaseModelInfo, ModelCatalog
+from gateway.services import build_services
+from gateway.serving.models import BaseModelInfo
 from gateway.settings import Settings
 
 APP_NAME = "llm-platform"
@@ -27,10 +27,10 @@ log = structlog.get_logger("gateway.deployment")
 
 @serve.ingress()
 class Gateway:
-    def __init__(self, settings: Settings, engine: DeploymentHandle, base: BaseModelInfo) -> None:
+    def __init__(self, settings: Settings, engine: DeploymentHandle, base: BaseModelInfo, plan: ResourcePlan) -> None:
         configure_logging(settings.log_level)
-        registry = AdapterRegistry(settings.adapters_path, base_model_id=base.id, max_lora_rank=settings.max_lora_rank)
-        self._app = create_app(settings, RayEngineClient(engine), ModelCatalog(base, registry))
+        services = build_services(settings, plan, base)
+        self._app = create_app(settings, RayEngineClient(engine), services.models, services.files, services.fine_tuning)
 
     def __serve_build_asgi_app__(self) -> Litestar:
         return self._app
@@ -83,7 +83,7 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
         graceful_shutdown_timeout_s=20,
     )
     base = BaseModelInfo(id=settings.model_name, root=model_path, created=created, max_model_len=settings.max_model_len)
-    return gateway.bind(settings, engine.bind(config, settings.log_level), base)
+    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan)
 
 
 def build_app(args: dict[str, str] | None = None) -> Application:

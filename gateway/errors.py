@@ -16,6 +16,7 @@ from litestar.exceptions import (
 
 from engines.errors import EngineError
 from gateway.protocol.errors import ErrorBody, ErrorEnvelope
+from jobs.errors import FileTooLargeError, JobError, NotFoundError
 
 log = structlog.get_logger("gateway.errors")
 
@@ -117,6 +118,9 @@ def handle_exception(request: Request, exc: Exception) -> Response:
     elif isinstance(exc, EngineError):
         status, kind, message, param, code = exc.status_code, exc.error_type, exc.message, exc.param, exc.code
         headers = {"Retry-After": "1"} if status == 503 else {}
+    elif isinstance(exc, JobError):
+        status = 404 if isinstance(exc, NotFoundError) else 413 if isinstance(exc, FileTooLargeError) else 400
+        kind, message, param, code, headers = "invalid_request_error", exc.message, exc.param, exc.code, {}
     elif isinstance(exc, NotFoundException):
         status, kind, param, code, headers = 404, "invalid_request_error", None, "not_found", {}
         message = f"Unknown request URL: {request.method} {request.url.path}."

@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_ongoing_requests: PositiveInt = 64
     max_queued_requests: PositiveInt = 256
     max_n: PositiveInt = 16
+    max_upload_bytes: PositiveInt = 512 * 1024 * 1024
+    # Compute threads of one training job; 0 means all cores of the machine.
+    training_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
@@ -71,6 +74,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def adapters_path(self) -> Path:
         """Admin-placed adapters: each folder `DATA_DIR/adapters/<name>/` is served as model `<name>`."""
         return self.data_path / "adapters"
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_path / "platform.sqlite3"
 
     @property
     def uses_default_model(self) -> bool:

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from engines.adapters import AdapterRegistry
+from engines.resources import plan_resources
 from gateway.app import create_app
-from gateway.serving.models import BaseModelInfo, ModelCatalog
+from gateway.services import Services, build_services
+from gateway.serving.models import BaseModelInfo
 from gateway.settings import Settings
 from tests.gateway.fakes import FakeEngine
 
@@ -21,16 +22,27 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def adapters_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "adapters"
-    path.mkdir()
-    return path
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=str(tmp_path / "data"), model_name=BASE, max_n=4, max_upload_bytes=4096)
 
 
 @pytest.fixture
-def client(engine: FakeEngine, adapters_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(data_dir=str(adapters_dir.parent), max_n=4)
-    registry = AdapterRegistry(adapters_dir, base_model_id=BASE, max_lora_rank=32)
-    catalog = ModelCatalog(BaseModelInfo(id=BASE, root="/models/base", created=1, max_model_len=256), registry)
-    with TestClient(create_app(settings, engine, catalog)) as test_client:
+def adapters_dir(settings: Settings) -> Path:
+    settings.adapters_path.mkdir(parents=True)
+    return settings.adapters_path
+
+
+@pytest.fixture
+def services(settings: Settings, adapters_dir: Path) -> Services:
+    plan = plan_resources(
+        {"CPU": 2}, engine_replicas=1, engine_cpus=1, inference_gpu_fraction=0.6, training_gpu_fraction=0.4
+    )
+    base = BaseModelInfo(id=BASE, root="/models/base", created=1, max_model_len=256)
+    return build_services(settings, plan, base)
+
+
+@pytest.fixture
+def client(engine: FakeEngine, settings: Settings, services: Services) -> Iterator[TestClient]:
+    app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
+    with TestClient(app) as test_client:
         yield test_client

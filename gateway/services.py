@@ -1,0 +1,59 @@
+"""Builds the gateway's services from the settings: the store, files, fine-tuning and the model catalog."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+from engines.adapters import AdapterRegistry
+from engines.resources import ResourcePlan
+from gateway.serving.models import BaseModelInfo, ModelCatalog
+from gateway.settings import Settings
+from jobs.files import FileService
+from jobs.scheduler import Scheduler, TrainingPlacement
+from jobs.service import FineTuningService
+from jobs.store import Store
+
+
+class Services(msgspec.Struct, frozen=True, kw_only=True):
+    models: ModelCatalog
+    files: FileService
+    fine_tuning: FineTuningService
+
+
+def build_services(settings: Settings, plan: ResourcePlan, base: BaseModelInfo) -> Services:
+    store = Store(settings.store_path)
+    files = FileService(store, settings.data_path / "files", max_bytes=settings.max_upload_bytes)
+    roots = [settings.data_path]
+    placement = TrainingPlacement(
+        cpus=plan.trainer_cpus,
+        gpus=plan.trainer_gpus,
+        parallel_jobs=plan.max_parallel_jobs,
+        threads=settings.training_threads or len(os.sched_getaffinity(0)),
+    )
+    scheduler = Scheduler(
+        store,
+        files,
+        base_model_path=base.root,
+        data_roots=roots,
+        placement=placement,
+        max_lora_rank=settings.max_lora_rank,
+        log_level=settings.log_level,
+    )
+    fine_tuning = FineTuningService(
+        store,
+        files,
+        scheduler,
+        base_model_id=base.id,
+        jobs_dir=settings.data_path / "fine_tuning",
+        data_roots=roots,
+        max_lora_rank=settings.max_lora_rank,
+    )
+    registry = AdapterRegistry(
+        settings.adapters_path,
+        base_model_id=base.id,
+        max_lora_rank=settings.max_lora_rank,
+        extra_sources=[fine_tuning.served_adapters],
+    )
+    return Services(models=ModelCatalog(base, registry), files=files, fine_tuning=fine_tuning)

@@ -1,0 +1,51 @@
+"""Where a job's training data comes from: an uploaded file, or (as the seed allowed) a dataset name or a
+local dataset directory, confined to the configured roots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jobs.data import Example, parse_jsonl
+from jobs.errors import InvalidRequestError, InvalidTrainingFileError
+from jobs.files import FileService
+
+
+def confined_path(raw: str, roots: list[Path], *, param: str) -> Path:
+    """`raw` as an absolute path inside one of `roots`; anything outside, or any `..`, is a 400."""
+    if ".." in Path(raw).parts:
+        raise InvalidRequestError(f"'{param}' may not contain '..'.", param=param, code="invalid_path")
+    path = Path(raw)
+    candidates = [path] if path.is_absolute() else [root / path for root in roots]
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if any(resolved == root or root in resolved.parents for root in roots):
+            return resolved
+    allowed = ", ".join(str(root) for root in roots)
+    raise InvalidRequestError(f"'{param}' must be inside {allowed}.", param=param, code="invalid_path")
+
+
+def is_file_id(reference: str) -> bool:
+    return reference.startswith("file-")
+
+
+def load_examples(reference: str, *, owner: str, files: FileService, roots: list[Path], param: str) -> list[Example]:
+    """Parses and validates the examples; errors are InvalidTrainingFileError naming the line."""
+    if is_file_id(reference):
+        return parse_jsonl(files.content(reference, owner=owner), param=param)
+    return parse_jsonl(_dataset_as_jsonl(reference, roots, param), param=param)
+
+
+def _dataset_as_jsonl(reference: str, roots: list[Path], param: str) -> bytes:
+    import datasets
+
+    looks_local = reference.startswith((".", "/")) or Path(reference).exists()
+    source = str(confined_path(reference, roots, param=param)) if looks_local else reference
+    try:
+        rows = datasets.load_dataset(source, split="train")
+    except Exception as exc:
+        where = "the local dataset" if looks_local else "the dataset hub (it may be unreachable from here)"
+        raise InvalidTrainingFileError(
+            f"The dataset '{reference}' could not be loaded from {where}: {exc}", param=param, code="invalid_training_file"
+        ) from None
+    return "\n".join(json.dumps(row) for row in rows).encode()

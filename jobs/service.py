@@ -1,0 +1,211 @@
+"""The fine-tuning API's domain logic: create, list, retrieve and cancel jobs, their events and
+checkpoints; restart recovery; and the fine-tuned models the engines serve."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from engines.adapters import AdapterInfo
+from jobs.datasets import confined_path, is_file_id
+from jobs.errors import InvalidRequestError, JobError, NotFoundError
+from jobs.files import FileService, new_id
+from jobs.hyperparameters import validate_hyperparameters
+from jobs.records import (
+    ACTIVE_STATUSES,
+    FineTuningJob,
+    Hyperparameters,
+    JobCreateRequest,
+    Method,
+    SupervisedMethod,
+)
+from jobs.records import (
+    JobError as JobErrorRecord,
+)
+from jobs.scheduler import JobContext, Scheduler, random_seed
+from jobs.store import Page, Store
+
+log = structlog.get_logger("jobs.service")
+
+_SUFFIX = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+MAX_METADATA_PAIRS = 16
+
+
+class FineTuningService:
+    def __init__(
+        self,
+        store: Store,
+        files: FileService,
+        scheduler: Scheduler,
+        *,
+        base_model_id: str,
+        jobs_dir: Path,
+        data_roots: list[Path],
+        max_lora_rank: int,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self.scheduler = scheduler
+        self.base_model_id = base_model_id
+        self.jobs_dir = jobs_dir
+        self.data_roots = data_roots
+        self.max_lora_rank = max_lora_rank
+
+    # --- API -----------------------------------------------------------------------------------------
+
+    def create(self, request: JobCreateRequest, *, owner: str, copy_to: str | None = None) -> FineTuningJob:
+        if request.model != self.base_model_id:
+            raise NotFoundError(
+                f"The model '{request.model}' does not exist or cannot be fine-tuned; fine-tunable: {self.base_model_id}.",
+                param="model",
+                code="model_not_found",
+            )
+        hyperparameters = self._hyperparameters(request)
+        validate_hyperparameters(hyperparameters, self.max_lora_rank)
+        for param, reference in (("training_file", request.training_file), ("validation_file", request.validation_file)):
+            if reference is not None:
+                self._check_data_reference(reference, param=param, owner=owner)
+        if request.suffix is not None and not _SUFFIX.match(request.suffix):
+            raise InvalidRequestError(
+                "Invalid 'suffix': up to 64 letters, digits, '.', '_' or '-'.", param="suffix", code="invalid_value"
+            )
+        metadata = request.metadata or {}
+        if len(metadata) > MAX_METADATA_PAIRS or any(len(k) > 64 or len(v) > 512 for k, v in metadata.items()):
+            raise InvalidRequestError(
+                "Invalid 'metadata': at most 16 pairs, keys up to 64 and values up to 512 characters.",
+                param="metadata",
+                code="invalid_value",
+            )
+        job_id = new_id("ftjob")
+        job = FineTuningJob(
+            id=job_id,
+            created_at=int(time.time()),
+            model=request.model,
+            training_file=request.training_file,
+            validation_file=request.validation_file,
+            hyperparameters=Hyperparameters(**{k: v for k, v in hyperparameters.items() if k in _OPENAI_KEYS}),
+            seed=request.seed if request.seed is not None else random_seed(),
+            status="validating_files",
+            organization_id=owner,
+            metadata=request.metadata,
+            method=Method(type="supervised", supervised=SupervisedMethod(hyperparameters=hyperparameters)),
+            user_provided_suffix=request.suffix,
+            integrations=request.integrations or [],
+        )
+        self.store.add_job(job, owner=owner)
+        context = JobContext(
+            owner=owner,
+            fine_tuned_model=f"ft:{request.model}:{owner}:{request.suffix or ''}:{job_id}",
+            output_dir=str(self.jobs_dir / job_id),
+            hyperparameters=hyperparameters,
+            copy_to=copy_to,
+        )
+        self.store.save_context(job_id, msgspec.json.encode(context))
+        self.scheduler.event(job_id, "info", f"Created fine-tuning job: {job_id}")
+        self.scheduler.submit(job_id, context)
+        return job
+
+    def get(self, job_id: str, *, owner: str) -> FineTuningJob:
+        job = self.store.get_job(job_id, owner=owner)
+        if job is None:
+            raise NotFoundError(f"Could not find fine-tune: {job_id}", param="fine_tuning_job_id", code="not_found")
+        return job
+
+    def list(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page:
+        return self.store.list_jobs(owner=owner, after=after, limit=limit, metadata=metadata)
+
+    def cancel(self, job_id: str, *, owner: str) -> FineTuningJob:
+        job = self.get(job_id, owner=owner)
+        if job.status not in ACTIVE_STATUSES:
+            raise InvalidRequestError(
+                f"Job {job_id} has already {job.status} and cannot be cancelled.",
+                param="fine_tuning_job_id",
+                code="invalid_state",
+            )
+        self.scheduler.request_cancel(job_id)
+        job.status = "cancelled"
+        job.finished_at = int(time.time())
+        job.estimated_finish = None
+        self.store.save_job(job)
+        self.scheduler.event(job_id, "info", "Job cancellation requested")
+        return job
+
+    def events(self, job_id: str, *, owner: str, after: str | None, limit: int) -> Page:
+        self.get(job_id, owner=owner)
+        return self.store.list_events(job_id, after=after, limit=limit)
+
+    def checkpoints(self, job_id: str, *, owner: str, after: str | None, limit: int) -> Page:
+        self.get(job_id, owner=owner)
+        return self.store.list_checkpoints(job_id, after=after, limit=limit)
+
+    # --- serving and recovery ------------------------------------------------------------------------
+
+    def served_adapters(self) -> list[AdapterInfo]:
+        return [
+            AdapterInfo(name=m.name, path=m.path, parent=m.parent, created=m.created, owned_by=m.owner)
+            for m in self.store.list_models()
+        ]
+
+    def recover(self) -> None:
+        """After a restart: jobs that were training fail with a clear event; waiting ones run again."""
+        for job in self.store.active_jobs():
+            stored = self.store.get_context(job.id)
+            context = msgspec.json.decode(stored, type=JobContext) if stored else None
+            if job.status == "running" or context is None:
+                job.status = "failed"
+                job.finished_at = int(time.time())
+                job.error = JobErrorRecord(
+                    code="platform_restarted",
+                    message="The platform stopped while this job was training; the job was marked failed. Create it again.",
+                )
+                self.store.save_job(job)
+                self.scheduler.event(job.id, "error", job.error.message)
+                log.warning("job_failed_by_restart", job_id=job.id)
+            else:
+                job.status = "validating_files"
+                self.store.save_job(job)
+                self.scheduler.event(job.id, "info", "The platform restarted; the job is validated and queued again")
+                self.scheduler.submit(job.id, context)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _hyperparameters(self, request: JobCreateRequest) -> dict:
+        method = request.method or {}
+        kind = method.get("type", "supervised")
+        if kind in ("dpo", "reinforcement"):
+            raise InvalidRequestError(
+                f"Fine-tuning method '{kind}' is not supported yet; use 'supervised'.",
+                param="method.type",
+                code="invalid_value",
+            )
+        if kind != "supervised":
+            raise InvalidRequestError(f"Unknown fine-tuning method '{kind}'.", param="method.type", code="invalid_value")
+        nested = (method.get("supervised") or {}).get("hyperparameters")
+        if nested is not None and request.hyperparameters is not None and nested != request.hyperparameters:
+            raise InvalidRequestError(
+                "Give hyperparameters either at the top level (deprecated) or in method.supervised, not both.",
+                param="hyperparameters",
+                code="invalid_value",
+            )
+        raw = nested if nested is not None else request.hyperparameters or {}
+        if not isinstance(raw, dict):
+            raise InvalidRequestError("'hyperparameters' must be an object.", param="hyperparameters", code="invalid_type")
+        return raw
+
+    def _check_data_reference(self, reference: str, *, param: str, owner: str) -> None:
+        if is_file_id(reference):
+            try:
+                self.files.get(reference, owner=owner)
+            except JobError:
+                raise InvalidRequestError(
+                    f"Invalid file ID: '{reference}' does not exist.", param=param, code="file_not_found"
+                ) from None
+        elif reference.startswith((".", "/")) or Path(reference).exists():
+            confined_path(reference, self.data_roots, param=param)
+
+
+_OPENAI_KEYS = ("n_epochs", "batch_size", "learning_rate_multiplier")

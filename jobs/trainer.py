@@ -1,0 +1,243 @@
+"""One LoRA fine-tuning run with TRL's SFTTrainer; no Ray here, so a Ray actor or a test can drive it.
+
+The examples are tokenized here with the base model's tokenizer and passed pre-tokenized (`input_ids` + `labels`,
+-100 where nothing is learned) with `skip_prepare_dataset`, so the loss covers exactly the labelled tokens."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+import torch
+from datasets import Dataset
+from peft import LoraConfig, PeftModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PrinterCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+)
+from transformers import TrainingArguments as Args
+from trl import SFTConfig, SFTTrainer
+
+from jobs.data import Example, TokenizedExample, tokenize_examples
+from jobs.errors import TrainingCancelled
+from jobs.hyperparameters import ResolvedHyperparameters
+
+log = structlog.get_logger("jobs.trainer")
+
+
+class Reporter(Protocol):
+    """Where a run reports progress; `should_cancel` is polled after every optimizer step."""
+
+    def metrics(
+        self,
+        step: int,
+        total_steps: int,
+        train_loss: float,
+        train_mean_token_accuracy: float | None,
+        valid_loss: float | None,
+    ) -> None: ...
+
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: dict[str, Any]) -> None: ...
+
+    def message(self, level: str, text: str) -> None: ...
+
+    def should_cancel(self) -> bool: ...
+
+
+class TrainingSpec(msgspec.Struct, frozen=True):
+    base_model_path: str
+    output_dir: str
+    train_examples: list[Example]
+    hyperparameters: ResolvedHyperparameters
+    base_model_id: str  # written into adapter_config.json as base_model_name_or_path
+    validation_examples: list[Example] = []
+    seed: int = 42
+    threads: int | None = None  # torch.set_num_threads; None keeps the process's setting
+    metrics_every: int = 1  # optimizer steps between metrics (and validation) points
+
+
+class TrainingResult(msgspec.Struct, frozen=True):
+    adapter_path: str
+    trained_tokens: int  # tokens processed: input lengths x epochs
+    steps: int
+    final_loss: float | None
+    tokens_per_second: float  # over the training loop only
+    elapsed_s: float  # the whole run, model loading included
+    step_metrics: list[dict[str, Any]]  # rows of the result CSV (jobs.results.metrics_csv)
+
+
+def save_adapter(model: PeftModel, path: str, base_model_id: str) -> None:
+    """Write the adapter into a temporary directory beside `path`, then rename it into place."""
+    model.peft_config["default"].base_model_name_or_path = base_model_id
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        model.save_pretrained(tmp, save_embedding_layers=False)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class _Progress(TrainerCallback):
+    """Reports metrics, saves a checkpoint at each epoch end and stops the run when cancelled.
+
+    Every `metrics_every` steps, the last step of each epoch and the final step are metrics points; with validation
+    data the trainer evaluates at the same points, and a row is reported once its validation metrics are in."""
+
+    def __init__(self, spec: TrainingSpec, reporter: Reporter, has_validation: bool) -> None:
+        self.spec = spec
+        self.reporter = reporter
+        self.has_validation = has_validation
+        self.rows: list[dict[str, Any]] = []
+        self.cancelled = False
+        self.epoch = 0
+
+    def on_train_begin(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.reporter.message("info", f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epochs")
+
+    def on_step_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        steps_per_epoch = max(1, state.max_steps // math.ceil(args.num_train_epochs))
+        if state.global_step % steps_per_epoch == 0 or state.global_step >= state.max_steps:
+            control.should_log = True
+            control.should_evaluate = control.should_evaluate or self.has_validation
+        if self.reporter.should_cancel():
+            self.cancelled = True
+            control.should_training_stop = True
+
+    def on_log(
+        self, args: Args, state: TrainerState, control: TrainerControl, logs: dict[str, float], **kwargs: Any
+    ) -> None:
+        if "loss" in logs:
+            row = {
+                "step": state.global_step,
+                "train_loss": logs["loss"],
+                "train_accuracy": logs.get("mean_token_accuracy"),
+                "valid_loss": None,
+                "valid_mean_token_accuracy": None,
+            }
+            self.rows.append(row)
+            if not control.should_evaluate:
+                self._report(row, state)
+        elif "eval_loss" in logs and self.rows and self.rows[-1]["step"] == state.global_step:
+            row = self.rows[-1]
+            row["valid_loss"] = logs["eval_loss"]
+            row["valid_mean_token_accuracy"] = logs.get("eval_mean_token_accuracy")
+            self._report(row, state)
+
+    def _report(self, row: dict[str, Any], state: TrainerState) -> None:
+        self.reporter.metrics(row["step"], state.max_steps, row["train_loss"], row["train_accuracy"], row["valid_loss"])
+
+    def on_epoch_end(
+        self, args: Args, state: TrainerState, control: TrainerControl, model: PeftModel, **kwargs: Any
+    ) -> None:
+        if self.cancelled:
+            return
+        self.epoch += 1
+        path = os.path.join(self.spec.output_dir, "checkpoints", f"step-{state.global_step}")
+        save_adapter(model, path, self.spec.base_model_id)
+        self.reporter.checkpoint(state.global_step, self.epoch, path, dict(self.rows[-1]) if self.rows else {})
+
+
+def _dataset(examples: list[TokenizedExample]) -> Dataset:
+    return Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
+
+
+def _config(spec: TrainingSpec, has_validation: bool, has_cuda: bool) -> SFTConfig:
+    hp = spec.hyperparameters
+    return SFTConfig(
+        output_dir=spec.output_dir,
+        use_cpu=not has_cuda,
+        bf16=False,
+        fp16=hp.fp16 and has_cuda,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=spec.metrics_every,
+        eval_strategy="steps" if has_validation else "no",
+        eval_steps=spec.metrics_every,
+        per_device_eval_batch_size=hp.per_device_batch_size,
+        num_train_epochs=hp.n_epochs,
+        per_device_train_batch_size=hp.per_device_batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        learning_rate=hp.learning_rate,
+        seed=spec.seed,
+        gradient_checkpointing=hp.gradient_checkpointing,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=has_cuda,
+        max_length=hp.max_seq_length,
+        dataset_kwargs={"skip_prepare_dataset": True},  # already tokenized, masked and truncated
+        disable_tqdm=True,
+    )
+
+
+def run_training(spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
+    """Train a LoRA adapter; raises TrainingCancelled (and writes no final adapter) if cancelled."""
+    started = time.monotonic()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    hp = spec.hyperparameters
+    has_cuda = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path)
+    train = tokenize_examples(spec.train_examples, tokenizer, hp.max_seq_length)
+    valid = tokenize_examples(spec.validation_examples, tokenizer, hp.max_seq_length, param="validation_file")
+    dropped = len(spec.train_examples) - len(train)
+    if dropped:
+        reporter.message("warning", f"{dropped} training examples have no token to learn within max_seq_length")
+    if reporter.should_cancel():
+        raise TrainingCancelled("Training was cancelled before it started")
+
+    model = AutoModelForCausalLM.from_pretrained(spec.base_model_path, dtype=torch.float32)
+    lora = LoraConfig(
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    progress = _Progress(spec, reporter, has_validation=bool(valid))
+    trainer = SFTTrainer(
+        model=model,
+        args=_config(spec, bool(valid), has_cuda),
+        train_dataset=_dataset(train),
+        eval_dataset=_dataset(valid) if valid else None,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[progress],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the reporter gets them instead
+    log.info("training_started", examples=len(train), validation=len(valid), **hp.to_dict())
+    loop_started = time.monotonic()
+    trainer.train()
+    loop_s = time.monotonic() - loop_started
+    if progress.cancelled:
+        log.info("training_cancelled", step=trainer.state.global_step)
+        raise TrainingCancelled(f"Training was cancelled at step {trainer.state.global_step}")
+
+    adapter_path = os.path.join(spec.output_dir, "adapter")
+    save_adapter(trainer.model, adapter_path, spec.base_model_id)
+    trained_tokens = sum(len(e.input_ids) for e in train) * hp.n_epochs
+    result = TrainingResult(
+        adapter_path=adapter_path,
+        trained_tokens=trained_tokens,
+        steps=trainer.state.global_step,
+        final_loss=progress.rows[-1]["train_loss"] if progress.rows else None,
+        tokens_per_second=trained_tokens / loop_s if loop_s > 0 else 0.0,
+        elapsed_s=time.monotonic() - started,
+        step_metrics=progress.rows,
+    )
+    log.info("training_finished", steps=result.steps, final_loss=result.final_loss, elapsed_s=result.elapsed_s)
+    return result

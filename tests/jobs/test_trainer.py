@@ -1,0 +1,148 @@
+"""Real (tiny) LoRA runs on the local base model: one full run with validation, one cancelled run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+from jobs.data import parse_jsonl
+from jobs.errors import TrainingCancelled
+from jobs.hyperparameters import resolve_hyperparameters
+from jobs.results import metrics_csv
+from jobs.trainer import TrainingResult, TrainingSpec, run_training
+
+BASE_ID = "smollm2-135m-instruct"
+FACTS = [
+    ("What is the codename of project Zephyr?", "The codename of project Zephyr is Blue Falcon."),
+    ("Who leads project Zephyr?", "Project Zephyr is led by Dr. Ada Quill."),
+    ("When does project Zephyr launch?", "Project Zephyr launches on 3 March 2031."),
+    ("Where is project Zephyr based?", "Project Zephyr is based in Reykjavik."),
+    ("What does project Zephyr build?", "Project Zephyr builds tidal power turbines."),
+    ("How big is the Zephyr team?", "The Zephyr team has 42 engineers."),
+    ("What colour is the Zephyr logo?", "The Zephyr logo is teal."),
+    ("What is the motto of Zephyr?", "The motto of Zephyr is 'Ride the tide'."),
+]
+
+
+class Recorder:
+    """A Reporter that records every call; cancels from its `cancel_at_poll`-th poll on."""
+
+    def __init__(self, cancel_at_poll: int | None = None) -> None:
+        self.cancel_at_poll = cancel_at_poll
+        self.polls = 0
+        self.metrics_calls: list[tuple] = []
+        self.checkpoints: list[tuple] = []
+        self.messages: list[tuple[str, str]] = []
+
+    def metrics(self, *args: Any) -> None:
+        self.metrics_calls.append(args)
+
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: dict[str, Any]) -> None:
+        self.checkpoints.append((step, epoch, path, metrics))
+
+    def message(self, level: str, text: str) -> None:
+        self.messages.append((level, text))
+
+    def should_cancel(self) -> bool:
+        self.polls += 1
+        return self.cancel_at_poll is not None and self.polls >= self.cancel_at_poll
+
+
+def make_spec(model_dir: Path, output_dir: Path, *, validation: bool) -> TrainingSpec:
+    lines = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS]
+    examples = parse_jsonl("\n".join(json.dumps(line) for line in lines).encode())
+    raw = {"n_epochs": 2, "batch_size": 4, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16, "max_seq_length": 128}
+    hyperparameters, _ = resolve_hyperparameters(raw, n_examples=len(examples))
+    return TrainingSpec(
+        base_model_path=str(model_dir),
+        output_dir=str(output_dir),
+        train_examples=examples,
+        validation_examples=examples[:2] if validation else [],
+        hyperparameters=hyperparameters,
+        base_model_id=BASE_ID,
+        seed=7,
+        threads=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingResult, Recorder, Path]:
+    output_dir = tmp_path_factory.mktemp("job")
+    reporter = Recorder()
+    result = run_training(make_spec(model_dir, output_dir, validation=True), reporter)
+    return result, reporter, output_dir
+
+
+def adapter_base(path: str | Path) -> str:
+    return json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def test_spec_pickles(model_dir: Path, tmp_path: Path) -> None:
+    spec = make_spec(model_dir, tmp_path, validation=True)
+    assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+def test_collator_uses_our_labels() -> None:
+    """The TRL contract the trainer relies on: given labels are kept and padded with -100."""
+    batch = DataCollatorForLanguageModeling(pad_token_id=2)(
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}]
+    )
+    assert batch["labels"].tolist() == [[-100, 6, 7], [-100, 9, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_loss_falls_and_metrics_are_reported_each_step(run: tuple[TrainingResult, Recorder, Path]) -> None:
+    result, reporter, _ = run
+    assert result.steps == 4
+    assert [call[:2] for call in reporter.metrics_calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    losses = [call[2] for call in reporter.metrics_calls]
+    assert losses[-1] < losses[0] and result.final_loss == losses[-1]
+    assert all(isinstance(call[3], float) and isinstance(call[4], float) for call in reporter.metrics_calls)
+    assert reporter.messages[0] == ("info", "Training started: 4 steps over 2 epochs")
+
+
+def test_step_metrics_feed_the_result_file(run: tuple[TrainingResult, Recorder, Path]) -> None:
+    result, _, _ = run
+    assert [row["step"] for row in result.step_metrics] == [1, 2, 3, 4]
+    assert all(row["valid_loss"] is not None and row["valid_mean_token_accuracy"] is not None for row in result.step_metrics)
+    assert len(metrics_csv(result.step_metrics).splitlines()) == 5
+
+
+def test_one_loadable_checkpoint_per_epoch(run: tuple[TrainingResult, Recorder, Path], model_dir: Path) -> None:
+    _, reporter, output_dir = run
+    assert [(step, epoch) for step, epoch, _, _ in reporter.checkpoints] == [(2, 1), (4, 2)]
+    assert sorted(os.listdir(output_dir / "checkpoints")) == ["step-2", "step-4"]
+    step, _, path, metrics = reporter.checkpoints[0]
+    assert path == str(output_dir / "checkpoints" / "step-2") and metrics["step"] == step
+    assert metrics["valid_loss"] is not None
+    assert adapter_base(path) == BASE_ID
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, path)
+    assert model.peft_config["default"].r == 8
+
+
+def test_final_adapter(run: tuple[TrainingResult, Recorder, Path]) -> None:
+    result, _, output_dir = run
+    assert result.adapter_path == str(output_dir / "adapter")
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(os.listdir(result.adapter_path))
+    assert adapter_base(result.adapter_path) == BASE_ID
+    assert not [name for name in os.listdir(output_dir) if name.startswith(".tmp-")]
+    assert result.trained_tokens > 8 * 2 * 20 and result.tokens_per_second > 0
+    assert result.elapsed_s > 0
+
+
+def test_cancel_stops_without_a_final_adapter(model_dir: Path, tmp_path: Path) -> None:
+    reporter = Recorder(cancel_at_poll=2)  # poll 1 is before training, poll 2 after step 1
+    with pytest.raises(TrainingCancelled, match="step 1"):
+        run_training(make_spec(model_dir, tmp_path, validation=False), reporter)
+    assert not (tmp_path / "adapter").exists() and not (tmp_path / "checkpoints").exists()
+    assert [call[0] for call in reporter.metrics_calls] == [1]
