@@ -4,11 +4,8 @@ the gateway turns them into OpenAI's error envelope."""
 from __future__ import annotations
 
 
-class EngineError(Exception):
-    """Base of the engine's errors: a message, and the request parameter and code it concerns."""
-
-    status_code = 500
-    error_type = "server_error"
+class PlatformError(Exception):
+    """A message, and the request parameter and code it concerns; pickles by value across Ray."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -20,8 +17,15 @@ class EngineError(Exception):
         return (_rebuild, (type(self), self.message, self.param, self.code))
 
 
-def _rebuild(cls: type[EngineError], message: str, param: str | None, code: str | None) -> EngineError:
+def _rebuild(cls: type[PlatformError], message: str, param: str | None, code: str | None) -> PlatformError:
     return cls(message, param=param, code=code)
+
+
+class EngineError(PlatformError):
+    """Base of the engine's errors."""
+
+    status_code = 500
+    error_type = "server_error"
 
 
 class InvalidRequestError(EngineError):

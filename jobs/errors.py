@@ -3,22 +3,11 @@ them into OpenAI's error envelope or a job's `error` object (`message`, `param`,
 
 from __future__ import annotations
 
-
-class JobError(Exception):
-    """Base of the jobs' errors: a message, and the parameter and code it concerns."""
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-
-    def __reduce__(self) -> tuple:
-        return (_rebuild, (type(self), self.message, self.param, self.code))
+from engines.errors import PlatformError
 
 
-def _rebuild(cls: type[JobError], message: str, param: str | None, code: str | None) -> JobError:
-    return cls(message, param=param, code=code)
+class JobError(PlatformError):
+    """Base of the jobs' errors."""
 
 
 class InvalidHyperparameterError(JobError):

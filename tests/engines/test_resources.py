@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from engines.resources import ResourceError, plan_resources
+
+
+def plan(cluster: dict[str, float], replicas: int = 1, **kwargs):
+    args = {"engine_cpus": 1.0, "inference_gpu_fraction": 0.6, "training_gpu_fraction": 0.4, **kwargs}
+    return plan_resources(cluster, engine_replicas=replicas, **args)
+
+
+def test_cpu_cluster_leaves_the_rest_to_training() -> None:
+    result = plan({"CPU": 2})
+    assert result.device == "cpu"
+    assert (result.engine_cpus, result.engine_gpus, result.tensor_parallel_size) == (1.0, 0.0, 1)
+    assert result.training_cpus == 1.0 and result.max_parallel_jobs == 1
+
+
+def test_cpu_cluster_too_small() -> None:
+    with pytest.raises(ResourceError, match="ENGINE_CPUS"):
+        plan({"CPU": 2}, replicas=3)
+
+
+def test_gpus_split_by_fractions() -> None:
+    result = plan({"CPU": 32, "GPU": 8}, replicas=2)
+    assert result.device == "cuda"
+    assert result.tensor_parallel_size == 2 and result.engine_gpus == 2.0
+    assert result.training_gpus == pytest.approx(3.2) and result.trainer_gpus == 1.0
+    assert result.max_parallel_jobs == 3
+
+
+def test_one_gpu_is_shared() -> None:
+    result = plan({"CPU": 8, "GPU": 1})
+    assert result.engine_gpus == pytest.approx(0.6) and result.tensor_parallel_size == 1
+    assert result.trainer_gpus == pytest.approx(0.4) and result.max_parallel_jobs == 1
