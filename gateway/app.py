@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 
+from gateway.auth import AuthMiddleware, KeyRing
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
 from gateway.observability import AccessLogMiddleware
@@ -59,7 +61,7 @@ def create_app(
         route_handlers=ROUTES,
         state=State({**state, "settings": settings}),
         exception_handlers={Exception: handle_exception},
-        middleware=[AccessLogMiddleware],
+        middleware=[AccessLogMiddleware, DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings))],
         on_startup=[fine_tuning.recover],
         on_shutdown=[fine_tuning.scheduler.close],
         request_max_body_size=settings.max_upload_bytes + 1024 * 1024,

@@ -16,6 +16,7 @@ from ray import serve
 
 from engines.default_model import DefaultModelError, ensure_default_model
 from engines.resources import ResourceError, ResourcePlan, plan_resources
+from gateway.auth import KeyRing
 from gateway.logs import configure_logging
 from gateway.settings import Settings, SettingsError
 
@@ -55,6 +56,8 @@ def prepare(overrides: dict[str, str] | None = None) -> tuple[Settings, Resource
     """Settings, the resource plan and the model, checked before any replica starts."""
     settings = Settings.from_env({**os.environ, **(overrides or {})})
     configure_logging(settings.log_level)
+    if KeyRing.from_settings(settings) is None:
+        log.warning("platform_open", message="API_KEYS is not set: anyone who can reach the port can use the platform")
     model_path = resolve_model(settings)
     start_ray()
     plan = plan_resources(

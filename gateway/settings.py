@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Compute threads of one training job; 0 means all cores of the machine.
     training_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Comma-separated keys, each `key` or `name=key`; or a file with one per line. Unset: open platform.
+    api_keys: str = ""
+    api_keys_file: str = ""
 
     def __post_init__(self) -> None:
         if self.inference_gpu_fraction + self.training_gpu_fraction > 1.0 + 1e-9:

@@ -151,6 +151,9 @@ class Scheduler:
         return train, valid
 
     async def _train(self, job_id: str, context: JobContext, spec: TrainingSpec) -> None:
+        if not ray.is_initialized():  # never start a stray local cluster from a library call
+            self._fail(job_id, "no_cluster", "Training needs the platform's Ray cluster, which is not running.")
+            return
         job = self._job(job_id)
         job.status = "running"
         self.store.save_job(job)

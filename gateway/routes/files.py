@@ -3,11 +3,12 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 
+from gateway.auth import caller
 from gateway.errors import InvalidRequest
 from gateway.protocol.files import FileDeleted
 from gateway.protocol.fine_tuning import CursorPage
 from gateway.routes.body import json_response
-from gateway.routes.query import caller, choice_param, int_param
+from gateway.routes.query import choice_param, int_param
 from jobs.files import FileService
 
 

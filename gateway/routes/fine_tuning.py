@@ -3,9 +3,10 @@ from __future__ import annotations
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 
+from gateway.auth import caller
 from gateway.protocol.fine_tuning import CursorPage, JobCreateRequest
 from gateway.routes.body import decode_body, json_response
-from gateway.routes.query import caller, int_param, metadata_filter
+from gateway.routes.query import int_param, metadata_filter
 from jobs.service import FineTuningService
 
 JOB = "/v1/fine_tuning/jobs/{job_id:str}"

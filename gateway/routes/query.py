@@ -6,13 +6,6 @@ from litestar import Request
 
 from gateway.errors import InvalidRequest
 
-OWNER = "local"
-"""Every caller's organisation until API keys name owners."""
-
-
-def caller(request: Request) -> str:
-    return OWNER
-
 
 def int_param(request: Request, name: str, *, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)

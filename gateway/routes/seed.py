@@ -8,6 +8,7 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import State
 
+from gateway.auth import caller
 from gateway.errors import InvalidRequest
 from gateway.observability import request_log
 from gateway.protocol.chat import ChatCompletion, ChatCompletionRequest, UserMessage
@@ -49,7 +50,7 @@ async def seed_chat(request: Request, state: State) -> Response:
         max_tokens=body.max_tokens,
         temperature=body.temperature,
     )
-    result = await service.create(chat, request_log(request))
+    result = await service.create(chat, request_log(request), owner=caller(request))
     assert isinstance(result, ChatCompletion)
     choice = result.choices[0]
     return json_response(

@@ -51,11 +51,13 @@ class ChatService:
         self.models = models
         self.max_n = max_n
 
-    async def create(self, body: ChatCompletionRequest, log: RequestLog) -> ChatCompletion | AsyncIterator[bytes]:
+    async def create(
+        self, body: ChatCompletionRequest, log: RequestLog, *, owner: str
+    ) -> ChatCompletion | AsyncIterator[bytes]:
         """A completion object, or for `stream: true` an iterator of SSE bytes. Errors before the first
         token raise here, so they are answered with a proper status instead of inside a 200 stream."""
         log.model = body.model
-        adapter = self.models.resolve(body.model)
+        adapter = self.models.resolve(body.model, owner)
         plan = plan_chat(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
         chunks = aiter(self.engine.generate(plan.engine_request))
         try:

@@ -9,39 +9,46 @@ from engines.protocol import AdapterRef
 from gateway.errors import model_not_found
 from gateway.protocol.models import Model
 
+SHARED_OWNER = "system"
+"""The owner of the base model and admin-placed adapters, which every caller may use."""
+
 
 class BaseModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     root: str
     created: int
     max_model_len: int
-    owned_by: str = "system"
+    owned_by: str = SHARED_OWNER
 
 
 class ModelCatalog:
+    """Models as one caller sees them: the shared ones and the caller's own fine-tuned models."""
+
     def __init__(self, base: BaseModelInfo, adapters: AdapterRegistry) -> None:
         self.base = base
         self.adapters = adapters
 
-    def list(self) -> list[Model]:
-        return [self._base_card(), *(self._adapter_card(info) for info in self.adapters.all())]
+    def list(self, owner: str) -> list[Model]:
+        visible = (info for info in self.adapters.all() if _visible(info, owner))
+        return [self._base_card(), *(self._adapter_card(info) for info in visible)]
 
-    def get(self, model_id: str) -> Model:
+    def get(self, model_id: str, owner: str) -> Model:
         if model_id == self.base.id:
             return self._base_card()
-        info = self.adapters.get(model_id)
-        if info is None:
-            raise model_not_found(model_id)
-        return self._adapter_card(info)
+        return self._adapter_card(self._adapter(model_id, owner))
 
-    def resolve(self, model_id: str) -> AdapterRef | None:
-        """None for the base model, the adapter for an adapter model; unknown names are 404."""
+    def resolve(self, model_id: str, owner: str) -> AdapterRef | None:
+        """None for the base model, the adapter for an adapter model; unknown (or others') names are 404."""
         if model_id == self.base.id:
             return None
-        info = self.adapters.get(model_id)
-        if info is None:
-            raise model_not_found(model_id)
+        info = self._adapter(model_id, owner)
         return AdapterRef(name=info.name, path=info.path)
+
+    def _adapter(self, model_id: str, owner: str) -> AdapterInfo:
+        info = self.adapters.get(model_id)
+        if info is None or not _visible(info, owner):
+            raise model_not_found(model_id)
+        return info
 
     def _base_card(self) -> Model:
         base = self.base
@@ -58,3 +65,7 @@ class ModelCatalog:
             parent=info.parent,
             max_model_len=self.base.max_model_len,
         )
+
+
+def _visible(info: AdapterInfo, owner: str) -> bool:
+    return info.owned_by in (SHARED_OWNER, owner)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from gateway.app import create_app
 from gateway.services import Services, build_services
 from gateway.serving.models import BaseModelInfo
 from gateway.settings import Settings
+from jobs.scheduler import Scheduler
 from tests.gateway.fakes import FakeEngine
 
 BASE = "base-model"
@@ -46,3 +48,13 @@ def client(engine: FakeEngine, settings: Settings, services: Services) -> Iterat
     app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def training_stub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs validate and queue for real, then wait instead of training (the e2e suite trains)."""
+
+    async def no_training(self, job_id, context, spec) -> None:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(Scheduler, "_train", no_training)

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
 
-import pytest
 from litestar.testing import TestClient
 
-from jobs.scheduler import Scheduler
 from tests.gateway.conftest import BASE
 from tests.gateway.test_chat import assert_error
 
@@ -24,14 +21,6 @@ def upload(client: TestClient, content: bytes, name: str = "train.jsonl", purpos
 
 def jsonl(lines: list[dict]) -> bytes:
     return "\n".join(json.dumps(line) for line in lines).encode()
-
-
-@pytest.fixture
-def training_stub(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def no_training(self, job_id, context, spec) -> None:
-        await asyncio.sleep(3600)
-
-    monkeypatch.setattr(Scheduler, "_train", no_training)
 
 
 def wait_for_status(client: TestClient, job_id: str, status: str, timeout_s: float = 10) -> dict:
