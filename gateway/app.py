@@ -7,9 +7,10 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 
-from gateway.auth import AuthMiddleware, KeyRing
+from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
+from gateway.limits import Limiter, LocalLimiter, SlidingWindows
 from gateway.observability import AccessLogMiddleware
 from gateway.routes import files as file_routes
 from gateway.routes import fine_tuning as job_routes
@@ -54,17 +55,25 @@ def create_app(
     models: ModelCatalog,
     files: FileService,
     fine_tuning: FineTuningService,
+    limiter: Limiter | None = None,
 ) -> Litestar:
-    chat = ChatService(engine, models, max_n=settings.max_n)
+    """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process."""
+    if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
+        windows = SlidingWindows(requests_per_minute=settings.rate_limit_rpm, tokens_per_minute=settings.rate_limit_tpm)
+        limiter = LocalLimiter(windows)
+    chat = ChatService(engine, models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None)
+    middleware = [AccessLogMiddleware, DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings))]
+    if limiter is not None and settings.rate_limit_rpm:
+        middleware.append(DefineMiddleware(RateLimitMiddleware, limiter=limiter))
     state = {"engine": engine, "models": models, "chat": chat, "files": files, "fine_tuning": fine_tuning}
     return Litestar(
         route_handlers=ROUTES,
         state=State({**state, "settings": settings}),
         exception_handlers={Exception: handle_exception},
-        middleware=[AccessLogMiddleware, DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings))],
+        middleware=middleware,
         on_startup=[fine_tuning.recover],
         on_shutdown=[fine_tuning.scheduler.close],
-        request_max_body_size=settings.max_upload_bytes + 1024 * 1024,
+        request_max_body_size=max(settings.max_upload_bytes + 1024 * 1024, settings.max_request_bytes),
         openapi_config=None,
         debug=False,
     )

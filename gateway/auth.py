@@ -1,5 +1,5 @@
-"""API keys and the caller's identity. With `API_KEYS` or `API_KEYS_FILE` set, every route but `/health`
-needs `Authorization: Bearer <key>`; the key's name is the owner of what the caller creates."""
+"""API keys, the caller's identity and per-key request rates. With `API_KEYS` or `API_KEYS_FILE` set,
+every route but `/health` needs `Authorization: Bearer <key>`; the key's name owns what the caller creates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from litestar import Request
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import error_body
+from gateway.errors import RateLimited, error_body
+from gateway.limits import Limiter
 from gateway.settings import Settings, SettingsError
 
 OPEN_OWNER = "local"
@@ -96,7 +97,30 @@ class AuthMiddleware:
 
 
 async def _unauthorized(send: Send, message: str) -> None:
-    body = error_body("invalid_request_error", message, None, "invalid_api_key")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await _send_error(send, 401, error_body("invalid_request_error", message, None, "invalid_api_key"), [])
+
+
+class RateLimitMiddleware:
+    """Requests per minute per owner; runs after AuthMiddleware has named the owner."""
+
+    def __init__(self, app: ASGIApp, limiter: Limiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            owner = scope.get("state", {}).get(_OWNER_KEY, OPEN_OWNER)
+            verdict = await self.limiter.admit_request(owner)
+            if not verdict.admitted:
+                limited = RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
+                body = error_body(limited.error_type, limited.message, None, limited.code)
+                headers = [(k.lower().encode(), v.encode()) for k, v in limited.headers.items()]
+                await _send_error(send, 429, body, headers)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send_error(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

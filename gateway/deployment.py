@@ -16,6 +16,7 @@ from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.engine_client import RayEngineClient
+from gateway.limits import LimitsDeployment, ServeLimiter
 from gateway.logs import configure_logging
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
@@ -27,10 +28,20 @@ log = structlog.get_logger("gateway.deployment")
 
 @serve.ingress()
 class Gateway:
-    def __init__(self, settings: Settings, engine: DeploymentHandle, base: BaseModelInfo, plan: ResourcePlan) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: DeploymentHandle,
+        base: BaseModelInfo,
+        plan: ResourcePlan,
+        limits: DeploymentHandle | None = None,
+    ) -> None:
         configure_logging(settings.log_level)
         services = build_services(settings, plan, base)
-        self._app = create_app(settings, RayEngineClient(engine), services.models, services.files, services.fine_tuning)
+        limiter = ServeLimiter(limits) if limits is not None else None
+        self._app = create_app(
+            settings, RayEngineClient(engine), services.models, services.files, services.fine_tuning, limiter
+        )
 
     def __serve_build_asgi_app__(self) -> Litestar:
         return self._app
@@ -77,13 +88,20 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
     )
     gateway = serve.deployment(Gateway).options(
         name="gateway",
-        num_replicas=1,
+        num_replicas=settings.gateway_replicas,
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=4 * settings.max_ongoing_requests * plan.engine_replicas,
         graceful_shutdown_timeout_s=20,
     )
     base = BaseModelInfo(id=settings.model_name, root=model_path, created=created, max_model_len=settings.max_model_len)
-    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan)
+    limits = None
+    if settings.rate_limit_rpm or settings.rate_limit_tpm:
+        limits = (
+            serve.deployment(LimitsDeployment)
+            .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0})
+            .bind(settings.rate_limit_rpm, settings.rate_limit_tpm)
+        )
+    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, limits)
 
 
 def build_app(args: dict[str, str] | None = None) -> Application:

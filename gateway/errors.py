@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import msgspec
@@ -55,6 +56,17 @@ class NotFound(APIError):
 class PayloadTooLarge(APIError):
     status_code = 413
     error_type = "invalid_request_error"
+
+
+class RateLimited(APIError):
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float | None) -> None:
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s or 60)))}
+        if retry_after_s is None:
+            headers["x-should-retry"] = "false"  # this request can never fit the limit
+        super().__init__(message, code="rate_limit_exceeded", headers=headers)
 
 
 class ServiceUnavailable(APIError):

@@ -49,6 +49,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_queued_requests: PositiveInt = 256
     max_n: PositiveInt = 16
     max_upload_bytes: PositiveInt = 512 * 1024 * 1024
+    max_request_bytes: PositiveInt = 8 * 1024 * 1024
+    # Per API key, over a sliding minute; 0 turns a limit off.
+    rate_limit_rpm: Annotated[int, msgspec.Meta(ge=0)] = 0
+    rate_limit_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0
+    gateway_replicas: PositiveInt = 1
     # Compute threads of one training job; 0 means all cores of the machine.
     training_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"

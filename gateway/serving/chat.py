@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -13,6 +13,8 @@ import msgspec
 from engines.protocol import ChoiceDelta, GenerateChunk
 from engines.protocol import TokenLogprob as EngineTokenLogprob
 from gateway.engine_client import EngineClient
+from gateway.errors import RateLimited
+from gateway.limits import Limiter
 from gateway.observability import RequestLog
 from gateway.protocol.chat import (
     ChatCompletion,
@@ -46,10 +48,11 @@ class _ChoiceState:
 
 
 class ChatService:
-    def __init__(self, engine: EngineClient, models: ModelCatalog, *, max_n: int) -> None:
+    def __init__(self, engine: EngineClient, models: ModelCatalog, *, max_n: int, limiter: Limiter | None = None) -> None:
         self.engine = engine
         self.models = models
         self.max_n = max_n
+        self.limiter = limiter
 
     async def create(
         self, body: ChatCompletionRequest, log: RequestLog, *, owner: str
@@ -59,24 +62,37 @@ class ChatService:
         log.model = body.model
         adapter = self.models.resolve(body.model, owner)
         plan = plan_chat(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
+        if self.limiter is not None:
+            wanted = (plan.engine_request.sampling.max_tokens or 0) * plan.n
+            verdict = await self.limiter.admit_tokens(owner, wanted)
+            if not verdict.admitted:
+                raise RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
         chunks = aiter(self.engine.generate(plan.engine_request))
         try:
             first = await anext(chunks)
         except StopAsyncIteration:
             first = None
         log.first_token_at = time.monotonic()
-        run = _Run(plan, log)
+        run = _Run(plan, log, self._charge(owner))
         if plan.stream:
             return run.sse(first, chunks)
         return await run.completion(first, chunks)
+
+    def _charge(self, owner: str) -> Callable[[int], Awaitable[None]]:
+        async def charge(tokens: int) -> None:
+            if self.limiter is not None:
+                await self.limiter.charge_tokens(owner, tokens)
+
+        return charge
 
 
 class _Run:
     """One request's accumulation of engine chunks into choices and usage."""
 
-    def __init__(self, plan: ChatPlan, log: RequestLog) -> None:
+    def __init__(self, plan: ChatPlan, log: RequestLog, charge: Callable[[int], Awaitable[None]]) -> None:
         self.plan = plan
         self.log = log
+        self.charge = charge
         self.id = f"chatcmpl-{log.request_id}"
         self.created = int(time.time())
         self.choices = {index: _ChoiceState() for index in range(plan.n)}
@@ -107,6 +123,7 @@ class _Run:
             self.absorb(first)
             async for chunk in rest:
                 self.absorb(chunk)
+        await self.charge(self.usage().total_tokens)
         return ChatCompletion(
             id=self.id,
             created=self.created,
@@ -152,6 +169,7 @@ class _Run:
             out = [choice for choice in out if choice is not None]
             if out:
                 yield self._event(out)
+        await self.charge(self.usage().total_tokens)
         if self.plan.include_usage:
             yield self._event([], usage=self.usage())
         yield b"data: [DONE]\n\n"
