@@ -16,6 +16,7 @@ from gateway.routes import files as file_routes
 from gateway.routes import fine_tuning as job_routes
 from gateway.routes import seed_jobs
 from gateway.routes.chat import create_chat_completion
+from gateway.routes.docs import openapi_json
 from gateway.routes.health import health
 from gateway.routes.models import list_models, retrieve_model
 from gateway.routes.seed import seed_chat
@@ -27,6 +28,7 @@ from jobs.service import FineTuningService
 
 ROUTES = [
     health,
+    openapi_json,
     list_models,
     retrieve_model,
     create_chat_completion,

@@ -17,7 +17,7 @@ from gateway.settings import Settings, SettingsError
 
 OPEN_OWNER = "local"
 """The owner of everything while the platform runs without keys."""
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/openapi.json")
 _OWNER_KEY = "owner"
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 

@@ -13,6 +13,8 @@ from jobs.files import FileService
 
 def confined_path(raw: str, roots: list[Path], *, param: str) -> Path:
     """`raw` as an absolute path inside one of `roots`; anything outside, or any `..`, is a 400."""
+    if "\x00" in raw:
+        raise InvalidRequestError(f"'{param}' may not contain a NUL character.", param=param, code="invalid_path")
     if ".." in Path(raw).parts:
         raise InvalidRequestError(f"'{param}' may not contain '..'.", param=param, code="invalid_path")
     path = Path(raw)
@@ -29,6 +31,11 @@ def is_file_id(reference: str) -> bool:
     return reference.startswith("file-")
 
 
+def looks_local(reference: str) -> bool:
+    """A path rather than a hub dataset name."""
+    return reference.startswith((".", "/")) or "\x00" in reference or Path(reference).exists()
+
+
 def load_examples(reference: str, *, owner: str, files: FileService, roots: list[Path], param: str) -> list[Example]:
     """Parses and validates the examples; errors are InvalidTrainingFileError naming the line."""
     if is_file_id(reference):
@@ -39,12 +46,12 @@ def load_examples(reference: str, *, owner: str, files: FileService, roots: list
 def _dataset_as_jsonl(reference: str, roots: list[Path], param: str) -> bytes:
     import datasets
 
-    looks_local = reference.startswith((".", "/")) or Path(reference).exists()
-    source = str(confined_path(reference, roots, param=param)) if looks_local else reference
+    local = looks_local(reference)
+    source = str(confined_path(reference, roots, param=param)) if local else reference
     try:
         rows = datasets.load_dataset(source, split="train")
     except Exception as exc:
-        where = "the local dataset" if looks_local else "the dataset hub (it may be unreachable from here)"
+        where = "the local dataset" if local else "the dataset hub (it may be unreachable from here)"
         raise InvalidTrainingFileError(
             f"The dataset '{reference}' could not be loaded from {where}: {exc}", param=param, code="invalid_training_file"
         ) from None

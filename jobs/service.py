@@ -11,7 +11,7 @@ import msgspec
 import structlog
 
 from engines.adapters import AdapterInfo
-from jobs.datasets import confined_path, is_file_id
+from jobs.datasets import confined_path, is_file_id, looks_local
 from jobs.errors import InvalidRequestError, JobError, NotFoundError
 from jobs.files import FileService, new_id
 from jobs.hyperparameters import validate_hyperparameters
@@ -204,7 +204,7 @@ class FineTuningService:
                 raise InvalidRequestError(
                     f"Invalid file ID: '{reference}' does not exist.", param=param, code="file_not_found"
                 ) from None
-        elif reference.startswith((".", "/")) or Path(reference).exists():
+        elif looks_local(reference):
             confined_path(reference, self.data_roots, param=param)
 
 

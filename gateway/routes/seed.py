@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
@@ -22,7 +22,7 @@ class SeedChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.7
     adapter: str | None = None
     """An adapter model name; never a filesystem path."""
-    adapter_path: object = None
+    adapter_path: Any = None
 
 
 class SeedChatResponse(msgspec.Struct, frozen=True, kw_only=True):

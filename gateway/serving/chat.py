@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from engines.errors import EngineError
 from engines.protocol import ChoiceDelta, GenerateChunk
 from engines.protocol import TokenLogprob as EngineTokenLogprob
 from gateway.engine_client import EngineClient
-from gateway.errors import RateLimited
+from gateway.errors import RateLimited, error_body
 from gateway.limits import Limiter
 from gateway.observability import RequestLog
 from gateway.protocol.chat import (
@@ -163,12 +164,19 @@ class _Run:
         forced_tools = self.plan.tool_mode in ("named", "required")
         yield self._event([ChunkChoice(index=i, delta=Delta(role="assistant", content="")) for i in self.choices])
         chunks = [first] if first is not None else []
-        async for chunk in _chain(chunks, rest):
-            self.absorb(chunk)
-            out = [self._chunk_choice(delta, forced_tools) for delta in chunk.choices]
-            out = [choice for choice in out if choice is not None]
-            if out:
-                yield self._event(out)
+        try:
+            async for chunk in _chain(chunks, rest):
+                self.absorb(chunk)
+                out = [self._chunk_choice(delta, forced_tools) for delta in chunk.choices]
+                out = [choice for choice in out if choice is not None]
+                if out:
+                    yield self._event(out)
+        except EngineError as exc:
+            # The status line is long sent: the failure goes in the stream, as OpenAI's API does.
+            self.log.status = exc.status_code
+            yield b"data: " + error_body(exc.error_type, exc.message, exc.param, exc.code) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            return
         await self.charge(self.usage().total_tokens)
         if self.plan.include_usage:
             yield self._event([], usage=self.usage())

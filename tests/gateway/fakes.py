@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from engines.errors import EngineError
+from engines.errors import EngineError, EngineUnavailableError
 from engines.protocol import ChoiceDelta, GenerateChunk, GenerateRequest, TokenLogprob, TopLogprob
 
 
@@ -15,6 +15,7 @@ class FakeEngine:
     def __init__(self, reply: str = "Hello there friend", *, error: EngineError | None = None) -> None:
         self.reply = reply
         self.error = error
+        self.fail_after_chunks: int | None = None
         self.requests: list[GenerateRequest] = []
         self.healthy = True
 
@@ -26,6 +27,8 @@ class FakeEngine:
         limit = request.sampling.max_tokens or len(words)
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)][:limit]
         for position, piece in enumerate(pieces):
+            if position == self.fail_after_chunks:
+                raise EngineUnavailableError("The engine replica serving this request stopped; retry shortly.")
             last = position == len(pieces) - 1
             finish = ("length" if limit < len(words) else "stop") if last else None
             logprobs = None
@@ -41,7 +44,5 @@ class FakeEngine:
 
     async def stats(self) -> dict[str, Any]:
         if not self.healthy:
-            from engines.errors import EngineUnavailableError
-
             raise EngineUnavailableError("down")
         return {"running": 0, "aborted": 0}

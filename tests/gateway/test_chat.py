@@ -190,3 +190,13 @@ def test_health(engine: FakeEngine, client: TestClient) -> None:
     assert client.get("/health").status_code == 200
     engine.healthy = False
     assert_error(client.get("/health"), 503)
+
+
+def test_engine_failure_mid_stream_ends_with_an_error_event(engine: FakeEngine, client: TestClient) -> None:
+    engine.fail_after_chunks = 1
+    response = chat(client, stream=True)
+    assert response.status_code == 200
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["type"] == "service_unavailable" and error["message"]
