@@ -4,6 +4,7 @@ adapter requests to replicas holding the adapter (model multiplexing)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -44,8 +45,10 @@ class RayEngineClient:
             raise _engine_error(exc) from None
         finally:
             if not finished:
-                # The client went away (or failed): stop the generation in the engine.
-                responses.cancel()
+                # The client went away (or the request failed): stop the generation in the engine. A request
+                # that never reached a replica re-raises its own failure here, which is already on its way up.
+                with contextlib.suppress(Exception):
+                    responses.cancel()
 
     async def stats(self) -> dict[str, Any]:
         try:

@@ -87,6 +87,17 @@ class Platform:
                 continue
         return leftovers
 
+    def processes(self, title: str) -> list[psutil.Process]:
+        """This run's processes whose command line (Ray sets it to the actor's name) contains `title`."""
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("PLATFORM_TEST_INSTANCE") == self.instance and title in " ".join(proc.cmdline()):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
+
     def wait_gone(self, timeout_s: float = 30) -> list[str]:
         deadline = time.monotonic() + timeout_s
         while (left := self.leftover_processes()) and time.monotonic() < deadline:

@@ -1,0 +1,208 @@
+"""Reliability on the real stack: two API keys, a bounded queue under 64 concurrent streams, a killed
+engine replica, a killed trainer actor, and SIGTERM with work in flight. Nothing hangs, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.adapters import build_random_adapter
+from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.platform import Platform
+from tests.e2e.test_fine_tuning import training_file
+
+pytestmark = pytest.mark.e2e
+
+ALICE, BOB = "sk-alice-reliability-1", "sk-bob-reliability-2"
+STREAMS = 64
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("reliability")
+    platform = Platform(
+        root / "data",
+        root / "platform.log",
+        API_KEYS=f"alice={ALICE},bob={BOB}",
+        MAX_ONGOING_REQUESTS="4",
+        MAX_QUEUED_REQUESTS="4",
+    )
+    platform.start()
+    yield platform
+    if platform.process is not None and platform.process.poll() is None:
+        assert platform.stop() == 0
+        assert platform.wait_gone() == []
+
+
+def sdk(platform: Platform, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def healthy(platform: Platform) -> bool:
+    try:
+        return httpx.get(f"{platform.url}/health", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    pytest.fail(f"not within {timeout_s}s: {what}")
+
+
+def test_two_keys_own_their_files(guarded: Platform) -> None:
+    assert httpx.get(f"{guarded.url}/health").status_code == 200
+    assert httpx.get(f"{guarded.url}/v1/models").status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        sdk(guarded, "sk-wrong").models.list()
+    alice, bob = sdk(guarded, ALICE), sdk(guarded, BOB)
+    uploaded = alice.files.create(file=("a.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    with pytest.raises(openai.NotFoundError):
+        bob.files.retrieve(uploaded.id)
+    assert uploaded.id not in {f.id for f in bob.files.list().data}
+    assert alice.files.retrieve(uploaded.id).id == uploaded.id
+
+
+async def one_stream(client: httpx.AsyncClient) -> tuple[int, bool]:
+    """(status, whether it ended properly: [DONE] for a 200, Retry-After for a 429/503)."""
+    body = {"model": BASE_MODEL, "messages": [{"role": "user", "content": "Count to ten."}], "max_tokens": 16}
+    async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+        if response.status_code != 200:
+            await response.aread()
+            envelope = "error" in response.json()
+            return response.status_code, envelope and "retry-after" in response.headers
+        lines = [line async for line in response.aiter_lines() if line]
+        return 200, lines[-1] == "data: [DONE]"
+
+
+def test_64_streams_against_a_bounded_queue(guarded: Platform) -> None:
+    async def run() -> list[tuple[int, bool]]:
+        headers = {"Authorization": f"Bearer {ALICE}"}
+        limits = httpx.Limits(max_connections=STREAMS)
+        async with httpx.AsyncClient(base_url=guarded.url, headers=headers, timeout=300, limits=limits) as client:
+            return await asyncio.wait_for(asyncio.gather(*(one_stream(client) for _ in range(STREAMS))), 600)
+
+    started = time.monotonic()
+    results = asyncio.run(run())
+    statuses = Counter(status for status, _ in results)
+    assert set(statuses) <= {200, 429, 503}, statuses
+    assert all(proper for _, proper in results), results
+    assert statuses[200] >= 8 and statuses[503] >= 1, statuses
+    print(f"\n64 streams: {dict(statuses)} in {time.monotonic() - started:.1f}s")
+    assert healthy(guarded)
+
+
+def test_killed_engine_replica_is_replaced(guarded: Platform) -> None:
+    alice = sdk(guarded, ALICE)
+    build_random_adapter(guarded.data_dir / "adapters" / "resilient-lora", BASE_MODEL)
+    messages = [{"role": "user", "content": "Hello"}]
+    before = alice.chat.completions.create(model="resilient-lora", messages=messages, temperature=0, max_tokens=8)
+    outcome: dict[str, object] = {}
+
+    def stream_through_the_kill() -> None:
+        try:
+            stream = alice.chat.completions.create(
+                model=BASE_MODEL, messages=messages, max_tokens=3000, stream=True, extra_body={"ignore_eos": True}
+            )
+            outcome["chunks"] = sum(1 for _ in stream)
+        except openai.APIError as exc:
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=stream_through_the_kill)
+    reader.start()
+    time.sleep(5)
+    replicas = guarded.processes("ServeReplica:llm-platform:engine")
+    assert replicas, "no engine replica process found"
+    for proc in replicas:
+        proc.send_signal(signal.SIGKILL)
+    reader.join(90)
+    assert not reader.is_alive(), "the in-flight stream hung after its replica died"
+    assert "error" in outcome, outcome  # 3000 tokens cannot have finished in 5 s
+    wait_until(lambda: healthy(guarded), 400, "service resumes after the replica is replaced")
+    answer = alice.chat.completions.create(model=BASE_MODEL, messages=messages, max_tokens=8)
+    assert answer.choices[0].message.content
+    after = alice.chat.completions.create(model="resilient-lora", messages=messages, temperature=0, max_tokens=8)
+    assert after.choices[0].message.content == before.choices[0].message.content
+
+
+def start_long_job(client: openai.OpenAI) -> str:
+    uploaded = client.files.create(file=("long.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL, training_file=uploaded.id, hyperparameters={"n_epochs": 25, "batch_size": 8}
+    )
+    wait_until(
+        lambda: any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data),
+        300,
+        "the job reports a training step",
+    )
+    return job.id
+
+
+def test_killed_trainer_fails_its_job_and_frees_resources(guarded: Platform) -> None:
+    alice = sdk(guarded, ALICE)
+    job_id = start_long_job(alice)
+    trainers = guarded.processes("TrainerActor")
+    assert trainers, "no trainer actor process found"
+    for proc in trainers:
+        proc.send_signal(signal.SIGKILL)
+    wait_until(lambda: alice.fine_tuning.jobs.retrieve(job_id).status == "failed", 120, "the job fails")
+    job = alice.fine_tuning.jobs.retrieve(job_id)
+    assert job.error.code == "trainer_failed" and job.fine_tuned_model is None
+    events = alice.fine_tuning.jobs.list_events(job_id, limit=100).data
+    assert events[0].level == "error"
+    next_job = start_long_job(alice)  # the training slot was released
+    alice.fine_tuning.jobs.cancel(next_job)
+
+
+def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
+    alice = sdk(guarded, ALICE)
+    job_id = start_long_job(alice)
+    uploaded = alice.files.create(file=("keep.jsonl", io.BytesIO(json.dumps({"text": "x"}).encode())), purpose="fine-tune")
+    outcome: dict[str, object] = {}
+
+    def in_flight() -> None:
+        try:
+            reply = alice.chat.completions.create(
+                model=BASE_MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=32
+            )
+            outcome["reply"] = reply.choices[0].message.content
+        except openai.APIError as exc:
+            outcome["error"] = exc
+
+    request = threading.Thread(target=in_flight)
+    request.start()
+    time.sleep(0.5)
+    stopping = time.monotonic()
+    assert guarded.stop() == 0
+    drained_s = time.monotonic() - stopping
+    request.join(30)
+    assert not request.is_alive() and outcome, "the in-flight request hung"
+    assert drained_s < 90
+    assert guarded.wait_gone() == []
+    guarded.start()
+    job = alice.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "failed" and job.error.code == "platform_restarted"
+    assert "stopped while this job was training" in alice.fine_tuning.jobs.list_events(job_id).data[0].message
+    assert alice.files.content(uploaded.id).content == json.dumps({"text": "x"}).encode()
+    assert "resilient-lora" in {m.id for m in alice.models.list().data}
+    print(f"\nSIGTERM to exit: {drained_s:.1f}s; in-flight request: {sorted(outcome)}")
+
+
+def test_no_partial_files_left_visible(guarded: Platform) -> None:
+    files_dir = Path(guarded.data_dir) / "files"
+    assert not [p for p in files_dir.iterdir() if p.name.endswith(".partial")]
