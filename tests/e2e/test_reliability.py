@@ -24,7 +24,8 @@ from tests.e2e.test_fine_tuning import training_file
 
 pytestmark = pytest.mark.e2e
 
-ALICE, BOB = "sk-alice-reliability-1", "sk-bob-reliability-2"
+ALICE, BOB, CAROL = "sk-alice-reliability-1", "sk-bob-reliability-2", "sk-carol-reliability-3"
+RPM = 150
 STREAMS = 64
 
 
@@ -34,7 +35,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform = Platform(
         root / "data",
         root / "platform.log",
-        API_KEYS=f"alice={ALICE},bob={BOB}",
+        API_KEYS=f"alice={ALICE},bob={BOB},carol={CAROL}",
+        GATEWAY_REPLICAS="2",
+        RATE_LIMIT_RPM=str(RPM),
         MAX_ONGOING_REQUESTS="4",
         MAX_QUEUED_REQUESTS="4",
     )
@@ -76,6 +79,17 @@ def test_two_keys_own_their_files(guarded: Platform) -> None:
         bob.files.retrieve(uploaded.id)
     assert uploaded.id not in {f.id for f in bob.files.list().data}
     assert alice.files.retrieve(uploaded.id).id == uploaded.id
+
+
+def test_rate_limit_holds_across_gateway_replicas(guarded: Platform) -> None:
+    headers = {"Authorization": f"Bearer {CAROL}"}
+    with httpx.Client(base_url=guarded.url, headers=headers, timeout=30) as client:
+        responses = [client.get("/v1/models") for _ in range(RPM + 20)]
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses[200] == RPM, statuses  # two replicas each keeping their own count would admit them all
+    refused = [response for response in responses if response.status_code == 429]
+    assert refused and all(int(response.headers["retry-after"]) >= 1 for response in refused)
+    assert refused[0].json()["error"]["code"] == "rate_limit_exceeded"
 
 
 async def one_stream(client: httpx.AsyncClient) -> tuple[int, bool]:
@@ -133,7 +147,11 @@ def test_killed_engine_replica_is_replaced(guarded: Platform) -> None:
     reader.join(90)
     assert not reader.is_alive(), "the in-flight stream hung after its replica died"
     assert "error" in outcome, outcome  # 3000 tokens cannot have finished in 5 s
+    killed_at = time.monotonic()
     wait_until(lambda: healthy(guarded), 400, "service resumes after the replica is replaced")
+    print(
+        f"\nengine replica killed: in-flight stream {sorted(outcome)}; healthy again after {time.monotonic() - killed_at:.0f}s"
+    )
     answer = alice.chat.completions.create(model=BASE_MODEL, messages=messages, max_tokens=8)
     assert answer.choices[0].message.content
     after = alice.chat.completions.create(model="resilient-lora", messages=messages, temperature=0, max_tokens=8)
