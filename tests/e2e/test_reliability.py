@@ -149,9 +149,8 @@ def test_killed_engine_replica_is_replaced(guarded: Platform) -> None:
     assert "error" in outcome, outcome  # 3000 tokens cannot have finished in 5 s
     killed_at = time.monotonic()
     wait_until(lambda: healthy(guarded), 400, "service resumes after the replica is replaced")
-    print(
-        f"\nengine replica killed: in-flight stream {sorted(outcome)}; healthy again after {time.monotonic() - killed_at:.0f}s"
-    )
+    recovered_s = time.monotonic() - killed_at
+    print(f"\nengine replica killed: in-flight stream {sorted(outcome)}; healthy again after {recovered_s:.0f}s")
     answer = alice.chat.completions.create(model=BASE_MODEL, messages=messages, max_tokens=8)
     assert answer.choices[0].message.content
     after = alice.chat.completions.create(model="resilient-lora", messages=messages, temperature=0, max_tokens=8)
