@@ -10,7 +10,7 @@ from litestar.middleware import DefineMiddleware
 from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
-from gateway.limits import Limiter, LocalLimiter, SlidingWindows
+from gateway.limits import Limiter, LocalLimiter
 from gateway.observability import AccessLogMiddleware
 from gateway.routes import files as file_routes
 from gateway.routes import fine_tuning as job_routes
@@ -61,8 +61,7 @@ def create_app(
 ) -> Litestar:
     """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process."""
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
-        windows = SlidingWindows(requests_per_minute=settings.rate_limit_rpm, tokens_per_minute=settings.rate_limit_tpm)
-        limiter = LocalLimiter(windows)
+        limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
     chat = ChatService(engine, models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None)
     middleware = [AccessLogMiddleware, DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings))]
     if limiter is not None and settings.rate_limit_rpm:

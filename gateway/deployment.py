@@ -16,7 +16,7 @@ from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.engine_client import RayEngineClient
-from gateway.limits import LimitsDeployment, ServeLimiter
+from gateway.limits import LocalLimiter, ServeLimiter
 from gateway.logs import configure_logging
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
@@ -97,7 +97,7 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
     limits = None
     if settings.rate_limit_rpm or settings.rate_limit_tpm:
         limits = (
-            serve.deployment(LimitsDeployment)
+            serve.deployment(LocalLimiter)
             .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0})
             .bind(settings.rate_limit_rpm, settings.rate_limit_tpm)
         )

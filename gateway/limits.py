@@ -8,6 +8,7 @@ from collections import defaultdict, deque
 from typing import Protocol
 
 import msgspec
+from ray.serve.handle import DeploymentHandle
 
 WINDOW_S = 60.0
 
@@ -65,22 +66,6 @@ def _expire(window: deque, now: float, *, key) -> None:
         window.popleft()
 
 
-class LimitsDeployment:
-    """The Serve deployment that holds the windows for all gateway replicas."""
-
-    def __init__(self, requests_per_minute: int, tokens_per_minute: int) -> None:
-        self.windows = SlidingWindows(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
-
-    def admit_request(self, owner: str) -> Verdict:
-        return self.windows.admit_request(owner, time.monotonic())
-
-    def admit_tokens(self, owner: str, wanted: int) -> Verdict:
-        return self.windows.admit_tokens(owner, wanted, time.monotonic())
-
-    def charge_tokens(self, owner: str, tokens: int) -> None:
-        self.windows.charge_tokens(owner, tokens, time.monotonic())
-
-
 class Limiter(Protocol):
     async def admit_request(self, owner: str) -> Verdict: ...
 
@@ -90,10 +75,10 @@ class Limiter(Protocol):
 
 
 class LocalLimiter:
-    """In-process windows: for a single gateway process (tests, `create_app` without Serve)."""
+    """The windows in this process: the limits Serve deployment, or a lone gateway (`create_app` in tests)."""
 
-    def __init__(self, windows: SlidingWindows) -> None:
-        self.windows = windows
+    def __init__(self, requests_per_minute: int, tokens_per_minute: int) -> None:
+        self.windows = SlidingWindows(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
 
     async def admit_request(self, owner: str) -> Verdict:
         return self.windows.admit_request(owner, time.monotonic())
@@ -108,7 +93,7 @@ class LocalLimiter:
 class ServeLimiter:
     """The shared windows of the limits deployment, through its handle."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
 
     async def admit_request(self, owner: str) -> Verdict:
