@@ -100,9 +100,11 @@ def _shutdown(*, owns_cluster: bool, app_name: str | None = None) -> None:
     if not ray.is_initialized():
         return
     try:
+        if app_name is not None:
+            # Deleting the app first lets its replicas finish in-flight requests (up to their graceful
+            # shutdown timeout) while the proxy still carries the responses; new requests are refused.
+            serve.delete(app_name)
         if owns_cluster:
             serve.shutdown()
-        elif app_name is not None:
-            serve.delete(app_name)
     finally:
         ray.shutdown()

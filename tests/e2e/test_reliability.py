@@ -188,6 +188,7 @@ def test_killed_trainer_fails_its_job_and_frees_resources(guarded: Platform) -> 
 
 def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     alice = sdk(guarded, ALICE)
+    build_random_adapter(guarded.data_dir / "adapters" / "kept-lora", BASE_MODEL, seed=1)
     job_id = start_long_job(alice)
     uploaded = alice.files.create(file=("keep.jsonl", io.BytesIO(json.dumps({"text": "x"}).encode())), purpose="fine-tune")
     outcome: dict[str, object] = {}
@@ -209,6 +210,7 @@ def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     drained_s = time.monotonic() - stopping
     request.join(30)
     assert not request.is_alive() and outcome, "the in-flight request hung"
+    assert outcome.get("reply"), outcome  # drained: it finished before the replicas went away
     assert drained_s < 90
     assert guarded.wait_gone() == []
     guarded.start()
@@ -216,7 +218,7 @@ def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     assert job.status == "failed" and job.error.code == "platform_restarted"
     assert "stopped while this job was training" in alice.fine_tuning.jobs.list_events(job_id).data[0].message
     assert alice.files.content(uploaded.id).content == json.dumps({"text": "x"}).encode()
-    assert "resilient-lora" in {m.id for m in alice.models.list().data}
+    assert "kept-lora" in {m.id for m in alice.models.list().data}
     print(f"\nSIGTERM to exit: {drained_s:.1f}s; in-flight request: {sorted(outcome)}")
 
 
