@@ -37,5 +37,9 @@ lint: setup
 test: model lint
 	$(PY) -m pytest
 
+# Benchmarks against the peers (bench/run.py); results in bench/results/.
+bench: model
+	$(PY) -m bench.run
+
 clean:
 	rm -rf $(VENV) var

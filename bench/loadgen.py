@@ -1,0 +1,101 @@
+"""The project's load generator: closed-loop streaming chat requests over httpx, a fixed request count
+after a warm-up, reporting output tokens/s, TTFT p50/p95, inter-token latency p50, requests/s, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import time
+
+import httpx
+import msgspec
+
+PROMPT = "Write a long story about a lighthouse keeper."
+
+
+class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
+    concurrency: int
+    requests: int
+    errors: int
+    output_tokens: int
+    wall_s: float
+    output_tokens_per_s: float
+    requests_per_s: float
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    itl_p50_ms: float | None
+
+
+class _Sample(msgspec.Struct):
+    ttft_s: float
+    gaps_s: list[float]
+    tokens: int
+
+
+async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sample:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "temperature": 0.8,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    tokens = 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            if any(choice["delta"].get("content") for choice in chunk.get("choices", [])):
+                arrivals.append(time.perf_counter())
+    if not arrivals:
+        raise RuntimeError("no content streamed")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    return _Sample(ttft_s=arrivals[0] - started, gaps_s=gaps, tokens=tokens)
+
+
+async def run_load(
+    base_url: str, model: str, *, concurrency: int, requests: int, max_tokens: int = 64, warmup: int = 2
+) -> LoadResult:
+    async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
+        await asyncio.gather(*(_one(client, model, max_tokens) for _ in range(warmup)))
+        samples: list[_Sample] = []
+        errors = 0
+        remaining = requests
+
+        async def worker() -> None:
+            nonlocal remaining, errors
+            while remaining > 0:
+                remaining -= 1
+                try:
+                    samples.append(await _one(client, model, max_tokens))
+                except (httpx.HTTPError, RuntimeError, ValueError):
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    tokens = sum(sample.tokens for sample in samples)
+    ttfts = sorted(sample.ttft_s * 1000 for sample in samples)
+    gaps = [gap * 1000 for sample in samples for gap in sample.gaps_s]
+    return LoadResult(
+        concurrency=concurrency,
+        requests=requests,
+        errors=errors,
+        output_tokens=tokens,
+        wall_s=wall,
+        output_tokens_per_s=tokens / wall if wall else 0.0,
+        requests_per_s=len(samples) / wall if wall else 0.0,
+        ttft_p50_ms=statistics.median(ttfts) if ttfts else None,
+        ttft_p95_ms=ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] if ttfts else None,
+        itl_p50_ms=statistics.median(gaps) if gaps else None,
+    )
