@@ -93,7 +93,7 @@ def decode_error(exc: msgspec.DecodeError) -> InvalidRequest:
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         match = _MSGSPEC_PATH.search(text)
-        param = _param_name(match.group(1)) if match else None
+        param = (match.group(1) or None) if match else None  # an empty path is the whole body
         reason = text[: match.start()] if match else text
         if reason.startswith("Object missing required field"):
             field = reason.split("`")[1]
@@ -105,11 +105,6 @@ def decode_error(exc: msgspec.DecodeError) -> InvalidRequest:
         f"We could not parse the JSON body of your request. ({text})",
         code="invalid_json",
     )
-
-
-def _param_name(path: str) -> str | None:
-    """`messages[0].content` stays as OpenAI writes it; an empty path is the whole body."""
-    return path or None
 
 
 def error_body(error_type: str, message: str, param: str | None, code: str | None) -> bytes:

@@ -76,16 +76,16 @@ def serve_forever() -> int:
     from gateway.deployment import APP_NAME, build_platform
 
     stop = threading.Event()
+    owns_cluster = not os.environ.get("RAY_ADDRESS")
     try:
         settings, plan, model_path, created = prepare()
-        owns_cluster = not os.environ.get("RAY_ADDRESS")
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
         serve.run(build_platform(settings, plan, model_path, created), name=APP_NAME, route_prefix="/")
     except (SettingsError, DefaultModelError, ResourceError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        _shutdown(owns_cluster=not os.environ.get("RAY_ADDRESS"))
+        _shutdown(owns_cluster=owns_cluster)
         return 2
     log.info("platform_ready", url=f"http://{settings.serve_host}:{settings.serve_port}/v1", model=settings.model_name)
     while not stop.wait(1.0):
