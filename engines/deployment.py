@@ -3,6 +3,7 @@ tracked by Serve's model multiplexing so requests for an adapter go to replicas 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from ray import serve
 from vllm.lora.request import LoRARequest
 
+from engines import cpu_binding
 from engines.config import EngineConfig
 from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
@@ -21,7 +23,7 @@ class EngineDeployment:
     def __init__(self, config: EngineConfig, log_level: str = "info") -> None:
         configure_logging(log_level)
         self.config = config
-        self.engine = ChatEngine.start(config)
+        self.engine = self._start_engine(config)
         self._adapter_paths: dict[str, str] = {}
         self._lora_ids: dict[str, int] = {}
 
@@ -30,6 +32,18 @@ class EngineDeployment:
 
         # Serve keeps its multiplexing state on the loader, so it must be a plain function, not a bound method.
         self._load_adapter = serve.multiplexed(max_num_models_per_replica=config.max_cpu_loras)(load_adapter)
+
+    def _start_engine(self, config: EngineConfig) -> ChatEngine:
+        """On CPU, claims this replica's compute cores on its node and starts vLLM bound to them; the engine
+        processes may run on every core, while this replica's own threads stay where the launcher put them."""
+        if config.device != "cpu" or not config.cpu_binding or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+            return ChatEngine.start(config)
+        cores = cpu_binding.node_cores()
+        self._core_slot = cpu_binding.CoreSlot.claim("engine", slots=max(config.replicas, len(cores)))
+        compute = cpu_binding.replica_cores(cores, config.replicas, self._core_slot.index, config.threads)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_binding.format_cores(compute)
+        with cpu_binding.thread_affinity(cores):
+            return ChatEngine.start(config)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
         lora = await self._lora_for(request.adapter) if request.adapter is not None else None
@@ -59,6 +73,7 @@ class EngineDeployment:
             "aborted": self.engine.aborted,
             "adapters_loaded": len(await self.engine.llm.list_loras()),
             "threads": torch.get_num_threads(),
+            "compute_cores": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
         }
 
     async def check_health(self) -> None:

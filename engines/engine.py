@@ -14,6 +14,7 @@ from vllm.inputs import TokensPrompt
 from vllm.lora.request import LoRARequest
 from vllm.outputs import CompletionOutput
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -63,7 +64,9 @@ class ChatEngine:
 
     @classmethod
     def start(cls, config: EngineConfig) -> ChatEngine:
-        return cls(config, AsyncLLM.from_engine_args(engine_args(config)))
+        # The OpenAI-server context gives the batch defaults vLLM's own server uses (on CPU: 2048 tokens).
+        llm = AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)
+        return cls(config, llm)
 
     def render_prompt(self, request: GenerateRequest) -> list[int]:
         try:

@@ -11,6 +11,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from engines import cpu_binding
 from engines.config import EngineConfig
 from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
@@ -23,6 +24,8 @@ from gateway.serving.models import BaseModelInfo
 from gateway.settings import Settings
 
 APP_NAME = "llm-platform"
+# The gateway writes its own access log (one JSON line per request); Serve's would duplicate it.
+QUIET = {"enable_access_log": False}
 log = structlog.get_logger("gateway.deployment")
 
 
@@ -62,13 +65,16 @@ def engine_config(settings: Settings, plan: ResourcePlan, model_path: str) -> En
         max_cpu_loras=settings.max_cpu_loras,
         max_lora_rank=settings.max_lora_rank,
         max_num_seqs=settings.max_ongoing_requests,
-        threads=settings.engine_threads or _cpu_count(),
+        threads=settings.engine_threads,
+        replicas=plan.engine_replicas,
+        cpu_binding=settings.cpu_binding,
     )
 
 
 def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, created: int) -> Application:
     config = engine_config(settings, plan, model_path)
-    env_vars = {"OMP_NUM_THREADS": str(config.threads)}
+    # Ray sets OMP_NUM_THREADS=1 in its workers; vLLM's CPU binding replaces it with the bound core count.
+    env_vars = {"OMP_NUM_THREADS": str(config.threads or len(cpu_binding.node_cores()))}
     if config.device == "cpu":
         env_vars["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
     actor_options: dict[str, Any] = {
@@ -85,6 +91,7 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
         health_check_period_s=10,
         health_check_timeout_s=60,
         graceful_shutdown_timeout_s=20,
+        logging_config=QUIET,
     )
     gateway = serve.deployment(Gateway).options(
         name="gateway",
@@ -92,13 +99,14 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=4 * settings.max_ongoing_requests * plan.engine_replicas,
         graceful_shutdown_timeout_s=20,
+        logging_config=QUIET,
     )
     base = BaseModelInfo(id=settings.model_name, root=model_path, created=created, max_model_len=settings.max_model_len)
     limits = None
     if settings.rate_limit_rpm or settings.rate_limit_tpm:
         limits = (
             serve.deployment(LocalLimiter)
-            .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0})
+            .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
             .bind(settings.rate_limit_rpm, settings.rate_limit_tpm)
         )
     return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, limits)
@@ -110,9 +118,3 @@ def build_app(args: dict[str, str] | None = None) -> Application:
 
     settings, plan, model_path, created = prepare({**(args or {})})
     return build_platform(settings, plan, model_path, created)
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))

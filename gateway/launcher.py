@@ -14,6 +14,7 @@ import ray
 import structlog
 from ray import serve
 
+from engines import cpu_binding
 from engines.default_model import DefaultModelError, ensure_default_model
 from engines.resources import ResourceError, ResourcePlan, plan_resources
 from gateway.auth import KeyRing
@@ -39,7 +40,7 @@ def resolve_model(settings: Settings) -> str:
     return settings.model_name
 
 
-def start_ray() -> bool:
+def start_ray(settings: Settings) -> bool:
     """Joins RAY_ADDRESS when set, else starts an embedded cluster. Returns whether this process owns it."""
     if ray.is_initialized():
         return False
@@ -48,7 +49,18 @@ def start_ray() -> bool:
     if address:
         ray.init(address=address, **kwargs)
         return False
-    ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **kwargs)
+    # Ray runs its workers at nice 15; the engine replica's vLLM processes would inherit that and lose
+    # the CPU to any ordinary process. Trainers lower their own priority instead (jobs/runner.py).
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    cores = cpu_binding.node_cores()
+    if settings.cpu_binding and not cpu_binding.host_has_gpu():
+        control = cpu_binding.control_cores(cores, settings.engine_replicas)
+        if control is not None:
+            # Ray's processes inherit this; engine replicas and trainers widen their own affinity again.
+            os.environ[cpu_binding.NODE_CORES_ENV] = cpu_binding.format_cores(cores)
+            cpu_binding.spread_process(control)
+            log.info("cpu_binding", control_plane_cores=control, node_cores=cores)
+    ray.init(num_cpus=len(cores), include_dashboard=False, **kwargs)
     return True
 
 
@@ -59,7 +71,7 @@ def prepare(overrides: dict[str, str] | None = None) -> tuple[Settings, Resource
     if KeyRing.from_settings(settings) is None:
         log.warning("platform_open", message="API_KEYS is not set: anyone who can reach the port can use the platform")
     model_path = resolve_model(settings)
-    start_ray()
+    start_ray(settings)
     plan = plan_resources(
         ray.cluster_resources(),
         engine_replicas=settings.engine_replicas,
@@ -73,7 +85,7 @@ def prepare(overrides: dict[str, str] | None = None) -> tuple[Settings, Resource
 
 
 def serve_forever() -> int:
-    from gateway.deployment import APP_NAME, build_platform
+    from gateway.deployment import APP_NAME, QUIET, build_platform
 
     stop = threading.Event()
     owns_cluster = not os.environ.get("RAY_ADDRESS")
@@ -81,7 +93,8 @@ def serve_forever() -> int:
         settings, plan, model_path, created = prepare()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
+        http = {"host": settings.serve_host, "port": settings.serve_port}
+        serve.start(http_options=http, logging_config=QUIET)
         serve.run(build_platform(settings, plan, model_path, created), name=APP_NAME, route_prefix="/")
     except (SettingsError, DefaultModelError, ResourceError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import msgspec
 
+from engines import cpu_binding
 from engines.adapters import AdapterRegistry
 from engines.resources import ResourcePlan
 from gateway.serving.models import BaseModelInfo, ModelCatalog
@@ -30,7 +29,7 @@ def build_services(settings: Settings, plan: ResourcePlan, base: BaseModelInfo) 
         cpus=plan.trainer_cpus,
         gpus=plan.trainer_gpus,
         parallel_jobs=plan.max_parallel_jobs,
-        threads=settings.training_threads or len(os.sched_getaffinity(0)),
+        threads=settings.training_threads or len(cpu_binding.node_cores()),
     )
     scheduler = Scheduler(
         store,

@@ -35,8 +35,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     engine_replicas: PositiveInt = 1
     # CPUs (Ray logical) reserved per engine replica on a cluster without GPUs.
     engine_cpus: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    # Compute threads inside an engine replica; 0 means all cores of the machine.
+    # Compute cores per engine replica on CPU; 0 shares the node's cores between its replicas.
     engine_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # On CPU: keep Ray and the gateway off the engines' compute cores (see engines/cpu_binding.py).
+    cpu_binding: bool = True
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     # KV-cache space in GiB on CPU (vLLM reads it as a whole number).
     kv_cache_gib: PositiveInt = 2

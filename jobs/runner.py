@@ -3,6 +3,7 @@ answer from others, so the job service can stream progress into the store and st
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import ray
 import structlog
 
+from engines import cpu_binding
 from gateway.logs import configure_logging
 from jobs.trainer import TrainingResult, TrainingSpec, run_training
 
 ProgressEvent = tuple[str, dict[str, Any]]
+TRAINING_NICENESS = 10
 
 
 class BufferedReporter:
@@ -66,6 +69,11 @@ class TrainerActor:
 
     def run(self, spec: TrainingSpec) -> TrainingResult:
         structlog.contextvars.bind_contextvars(job_id=self.job_id)
+        # The launcher may have confined Ray's processes to a spare core; training uses the whole node.
+        cpu_binding.spread_process(cpu_binding.node_cores())
+        # Below inference: a chat request should not wait behind a training step. Niceness is per thread
+        # on Linux; the threads torch starts from this one inherit it.
+        os.nice(TRAINING_NICENESS)
         return run_training(spec, self.reporter)
 
     def drain(self) -> list[ProgressEvent]:

@@ -268,6 +268,12 @@ class Scheduler:
         job.finished_at = int(time.time())
         job.estimated_finish = None
         self.store.save_job(job)
+        self.event(
+            job_id,
+            "info",
+            f"Trained {result.trained_tokens} tokens in {result.steps} steps at {result.tokens_per_second:.1f} tokens/s",
+            data={"trained_tokens": result.trained_tokens, "tokens_per_second": round(result.tokens_per_second, 2)},
+        )
         self.event(job_id, "info", f"New fine-tuned model created: {context.fine_tuned_model}")
         self.event(job_id, "info", "The job has successfully completed")
         log.info("job_succeeded", model=context.fine_tuned_model, tokens_per_second=round(result.tokens_per_second, 1))

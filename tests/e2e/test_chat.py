@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -227,3 +228,14 @@ def test_adapter_loaded_at_run_time_changes_answers(platform: Platform, client: 
     assert streamed == adapted.choices[0].message.content
     # The base model is unaffected by the adapter living beside it.
     assert greedy(client).choices[0].message.content == base_text
+
+
+def test_cpu_binding_keeps_the_control_plane_off_the_compute_cores(platform: Platform) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("one core: nothing to separate")
+    engine = httpx.get(f"{platform.url}/health", timeout=10).json()["engine"]
+    assert engine["compute_cores"] == ",".join(map(str, cores[:-1]))
+    raylets = platform.processes("raylet")
+    assert raylets, "no raylet found for this run"
+    assert all(proc.cpu_affinity() == cores[-1:] for proc in raylets)

@@ -1,0 +1,157 @@
+"""Turns the rows of a run into medians, ratios against the peers, Markdown tables and PNG plots."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from bench.measure import Row
+
+PEERS = ("vllm-server", "litellm-proxy", "ray-serve-llm")
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _by(rows: list[Row], *keys: str) -> dict[tuple, list[Row]]:
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row.get(key) for key in keys)].append(row)
+    return groups
+
+
+def _paired(rows: list[Row], system: str, peer: str, field: str, key: str) -> dict[object, list[tuple[float, float]]]:
+    """Per `key` value, (platform, peer) pairs of `field` from the same round."""
+    by_round = _by(rows, key, "round", "system")
+    pairs: dict[object, list[tuple[float, float]]] = defaultdict(list)
+    for (value, round_no, name), group in by_round.items():
+        if name != system:
+            continue
+        other = by_round.get((value, round_no, peer))
+        if other and group[0][field] is not None and other[0][field] is not None:
+            pairs[value].append((group[0][field], other[0][field]))
+    return pairs
+
+
+def gateways_summary(rows: list[Row]) -> list[dict]:
+    """Per concurrency: medians per system, and the platform's median per-round ratio (tok/s) and
+    difference (TTFT p50) against each peer."""
+    rows = [row for row in rows if row["scenario"] == "gateways"]
+    summary = []
+    for concurrency in sorted({row["concurrency"] for row in rows}):
+        entry: dict = {"concurrency": concurrency}
+        for (system,), group in _by([r for r in rows if r["concurrency"] == concurrency], "system").items():
+            entry[system] = {
+                "tok_s": _median(r["output_tokens_per_s"] for r in group),
+                "ttft_p50_ms": _median(r["ttft_p50_ms"] for r in group),
+                "ttft_p95_ms": _median(r["ttft_p95_ms"] for r in group),
+                "itl_p50_ms": _median(r["itl_p50_ms"] for r in group),
+                "errors": sum(r["errors"] for r in group),
+                "rounds": len(group),
+            }
+        for peer in PEERS:
+            tok = _paired(rows, "platform", peer, "output_tokens_per_s", "concurrency").get(concurrency, [])
+            ttft = _paired(rows, "platform", peer, "ttft_p50_ms", "concurrency").get(concurrency, [])
+            if tok:
+                entry[f"ratio_vs_{peer}"] = _median(ours / theirs for ours, theirs in tok)
+                entry[f"ttft_delta_vs_{peer}_ms"] = _median(ours - theirs for ours, theirs in ttft)
+        summary.append(entry)
+    return summary
+
+
+def gateways_table(summary: list[dict]) -> str:
+    systems = ["platform", *PEERS]
+    present = [s for s in systems if any(s in entry for entry in summary)]
+    head = ["concurrency", *(f"{s} tok/s" for s in present), *(f"{s} TTFT p50" for s in present)]
+    head += [f"platform ÷ {peer}" for peer in present[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for entry in summary:
+        cells = [str(entry["concurrency"])]
+        cells += [_fmt(entry.get(s, {}).get("tok_s")) for s in present]
+        cells += [_fmt(entry.get(s, {}).get("ttft_p50_ms"), 0, " ms") for s in present]
+        cells += [
+            f"{_fmt(entry.get(f'ratio_vs_{p}'), 2, 'x')} ({_fmt(entry.get(f'ttft_delta_vs_{p}_ms'), 0, ' ms')} TTFT)"
+            for p in present[1:]
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def adapters_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "adapters"]
+    lines = ["| system | adapters in the mix | tok/s | ÷ base-only (same round) | TTFT p50 |", "|---|---|---|---|---|"]
+    for (system, count), group in sorted(_by(rows, "system", "adapters").items()):
+        base = _by(rows, "system", "adapters", "round").get
+        ratios = [
+            row["output_tokens_per_s"] / base((system, 0, row["round"]))[0]["output_tokens_per_s"]
+            for row in group
+            if base((system, 0, row["round"]))
+        ]
+        label = "base only" if count == 0 else str(count)
+        tok = _median(r["output_tokens_per_s"] for r in group)
+        ttft = _median(r["ttft_p50_ms"] for r in group)
+        lines.append(f"| {system} | {label} | {_fmt(tok)} | {_fmt(_median(ratios), 2, 'x')} | {_fmt(ttft, 0, ' ms')} |")
+    return "\n".join(lines) + "\n"
+
+
+def fine_tuning_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "fine-tuning"]
+    bare = {row["round"]: row["tokens_per_second"] for row in rows if row["system"] == "bare-trl"}
+    ours = [row for row in rows if row["system"] == "platform"]
+    ratio = _median(row["tokens_per_second"] / bare[row["round"]] for row in ours if row["round"] in bare)
+    lines = [
+        "| system | training tokens/s | ÷ bare TRL (same round) | `succeeded` → first chat |",
+        "|---|---|---|---|",
+        f"| bare TRL + PEFT script | {_fmt(_median(bare.values()))} | 1.00x | - |",
+        f"| platform job | {_fmt(_median(r['tokens_per_second'] for r in ours))} | {_fmt(ratio, 2, 'x')} | "
+        f"{_fmt(_median(r['servable_after_s'] for r in ours), 2, ' s')} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def scaling_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "scaling"]
+    lines = ["| engine replicas | concurrency | tok/s | TTFT p50 | ITL p50 |", "|---|---|---|---|---|"]
+    for (replicas, concurrency), group in sorted(_by(rows, "replicas", "concurrency").items()):
+        lines.append(
+            f"| {replicas} | {concurrency} | {_fmt(_median(r['output_tokens_per_s'] for r in group))} | "
+            f"{_fmt(_median(r['ttft_p50_ms'] for r in group), 0, ' ms')} | "
+            f"{_fmt(_median(r['itl_p50_ms'] for r in group), 1, ' ms')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plots(summary: list[dict], prefix: Path) -> list[Path]:
+    """Throughput and TTFT p50 against concurrency, one line per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for field, label, name in (("tok_s", "output tokens/s", "throughput"), ("ttft_p50_ms", "TTFT p50 (ms)", "ttft")):
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for system in ("platform", *PEERS):
+            points = [(e["concurrency"], e[system][field]) for e in summary if system in e and e[system][field] is not None]
+            if points:
+                axes.plot(*zip(*points, strict=True), marker="o", label=system)
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("concurrent streams")
+        axes.set_ylabel(label)
+        axes.set_title(f"Streaming chat, 64 output tokens: {label}")
+        axes.legend()
+        axes.grid(alpha=0.3)
+        path = prefix.with_name(f"{prefix.name}-{name}.png")
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

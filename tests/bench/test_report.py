@@ -1,0 +1,47 @@
+"""The benchmark's arithmetic: medians over rounds, ratios taken within a round."""
+
+from bench import report
+
+
+def row(system: str, concurrency: int, round_no: int, tok_s: float, ttft: float, **extra) -> dict:
+    return {
+        "scenario": extra.pop("scenario", "gateways"),
+        "system": system,
+        "round": round_no,
+        "concurrency": concurrency,
+        "output_tokens_per_s": tok_s,
+        "ttft_p50_ms": ttft,
+        "ttft_p95_ms": ttft * 2,
+        "itl_p50_ms": 10.0,
+        "errors": 0,
+        **extra,
+    }
+
+
+def test_ratios_are_paired_within_rounds() -> None:
+    rows = [
+        row("platform", 8, 0, 50.0, 1000.0),
+        row("vllm-server", 8, 0, 40.0, 1100.0),
+        row("platform", 8, 1, 100.0, 900.0),
+        row("vllm-server", 8, 1, 100.0, 950.0),
+        row("platform", 8, 2, 60.0, 800.0),
+        row("vllm-server", 8, 2, 50.0, 700.0),
+    ]
+    [entry] = report.gateways_summary(rows)
+    assert entry["platform"]["tok_s"] == 60.0 and entry["vllm-server"]["rounds"] == 3
+    assert entry["ratio_vs_vllm-server"] == 1.2  # median of 1.25, 1.0, 1.2
+    assert entry["ttft_delta_vs_vllm-server_ms"] == -50.0  # median of -100, -50, +100
+    table = report.gateways_table([entry])
+    assert "1.20x" in table and "litellm" not in table
+
+
+def test_adapter_ratio_against_base_only_of_the_same_system_and_round() -> None:
+    rows = [
+        row("platform", 8, 0, 50.0, 1.0, scenario="adapters", adapters=0),
+        row("platform", 8, 0, 40.0, 1.0, scenario="adapters", adapters=8),
+        row("vllm-server", 8, 0, 60.0, 1.0, scenario="adapters", adapters=0),
+        row("vllm-server", 8, 0, 30.0, 1.0, scenario="adapters", adapters=8),
+    ]
+    table = report.adapters_table(rows)
+    assert "| platform | 8 | 40.0 | 0.80x |" in table
+    assert "| vllm-server | 8 | 30.0 | 0.50x |" in table
