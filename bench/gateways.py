@@ -11,7 +11,7 @@ from bench.measure import Row, measure
 from bench.servers import MODEL_ID, litellm_proxy, platform, ray_serve_llm, vllm_server
 
 SCENARIO = "gateways"
-LEVELS = {1: 8, 8: 32, 32: 64}
+LEVELS = {1: 8, 8: 32, 32: 96}
 
 
 def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, peers: set[str]) -> list[Row]:

@@ -74,11 +74,13 @@ async def run_load(
     max_tokens: int = 64,
     warmup: int = 2,
 ) -> LoadResult:
-    """`models` is one model, or several that requests take in turn (mixed traffic); the warm-up sends
-    `warmup` requests to each, so adapters are loaded before the clock starts."""
+    """`models` is one model, or several that requests take in turn (mixed traffic); the warm-up uses each
+    once (so adapters are loaded before the clock starts), then sends `warmup` requests together."""
     names = [models] if isinstance(models, str) else list(models)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
-        await asyncio.gather(*(_one(client, name, max_tokens) for name in names for _ in range(warmup)))
+        for name in names:  # one at a time: Ray Serve LLM answers 500 to concurrent first uses of an adapter
+            await _one(client, name, max_tokens)
+        await asyncio.gather(*(_one(client, names[index % len(names)], max_tokens) for index in range(warmup)))
         samples: list[_Sample] = []
         errors = 0
         remaining = requests

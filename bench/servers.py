@@ -62,6 +62,7 @@ class Server:
             )
         while time.monotonic() - started < 900:
             if self.process.poll() is not None:
+                self.__exit__()
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
             try:
                 if httpx.get(f"{self.url}{self.ready_path}", timeout=5).status_code == 200:
@@ -134,7 +135,12 @@ def litellm_proxy(port: int, work: Path, upstream: str) -> Server:
         )
     )
     command = [str(PEERS_VENV / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCKER": "1"}
+    # No key, like every other system here (all on loopback); LiteLLM refuses that unless told.
+    env = {
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+    }
     return Server("litellm-proxy", command, port, work / "litellm-proxy.log", env, ready_path="/health/liveliness")
 
 
@@ -160,11 +166,24 @@ class _S3(Server):
 
     def __enter__(self) -> Server:
         super().__enter__()
+        try:
+            self._upload()
+        except Exception:
+            self.__exit__()
+            raise
+        return self
+
+    def _upload(self) -> None:
         import boto3
 
-        client = boto3.client("s3", endpoint_url=S3_ENV["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        client = boto3.client(
+            "s3",
+            endpoint_url=S3_ENV["AWS_ENDPOINT_URL"],
+            region_name=S3_ENV["AWS_DEFAULT_REGION"],
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
         client.create_bucket(Bucket=S3_BUCKET)
         for name, folder in self.adapters.items():
             for file in folder.iterdir():
                 client.upload_file(str(file), S3_BUCKET, f"loras/{name}/{file.name}")
-        return self
