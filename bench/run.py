@@ -98,9 +98,11 @@ def save(rows: list[Row], failures: dict[str, str], stamp: str, info: dict[str, 
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stamp}.json"
-    previous = msgspec.json.decode(path.read_bytes()) if path.exists() else {"rows": [], "failures": {}}
+    previous = msgspec.json.decode(path.read_bytes()) if path.exists() else {}
+    if not isinstance(previous, dict):  # an older layout: start afresh
+        previous = {}
     fresh = {row["scenario"] for row in rows} | set(failures)
-    merged = [row for row in previous["rows"] if row["scenario"] not in fresh] + rows
+    merged = [row for row in previous.get("rows", []) if row["scenario"] not in fresh] + rows
     failed = {name: why for name, why in previous.get("failures", {}).items() if name not in fresh} | failures
     summary = report.gateways_summary(merged)
     document = {"machine": info, "failures": failed, "gateways_summary": summary, "rows": merged}
