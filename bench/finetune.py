@@ -14,7 +14,7 @@ from pathlib import Path
 import openai
 
 from bench.measure import Row
-from bench.servers import REPO, platform
+from bench.servers import REPO, platform, vllm_server
 
 SCENARIO = "fine-tuning"
 HYPERPARAMETERS = {
@@ -86,23 +86,31 @@ def platform_job(client: openai.OpenAI, data: bytes) -> dict:
 
 
 def run(work: Path, *, rounds: int) -> list[Row]:
+    """Per round: the bare script alone, the platform's job, and the bare script again beside an idle vLLM
+    server (a resident CPU engine is what costs training speed, on the platform or next to vLLM's server)."""
     data_file = work / "fine-tune.jsonl"
     data_file.write_bytes(training_data())
     rows: list[Row] = []
+
+    def bare(system: str, label: str) -> None:
+        result = bare_trl(data_file)
+        print(f"    {label}: {result['tokens_per_second']:.1f} tokens/s ({result['trained_tokens']} tokens)", flush=True)
+        rows.append({"scenario": SCENARIO, "system": system, "round": round_no, **result})
+
     for round_no in range(rounds):
         print(f"  round {round_no + 1}/{rounds}", flush=True)
-        bare = bare_trl(data_file)
-        print(f"    bare TRL script: {bare['tokens_per_second']:.1f} tokens/s ({bare['trained_tokens']} tokens)", flush=True)
-        rows.append({"scenario": SCENARIO, "system": "bare-trl", "round": round_no, **bare})
+        bare("bare-trl", "bare TRL script, idle machine")
         with platform(8400, work) as server:
             client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
             job = platform_job(client, data_file.read_bytes())
         print(
-            f"    platform job:    {job['tokens_per_second']:.1f} tokens/s ({job['trained_tokens']} tokens), "
+            f"    platform job: {job['tokens_per_second']:.1f} tokens/s ({job['trained_tokens']} tokens), "
             f"servable {job['servable_after_s']:.2f} s after succeeded",
             flush=True,
         )
         rows.append({"scenario": SCENARIO, "system": "platform", "round": round_no, **job})
+        with vllm_server(8401, work):
+            bare("bare-trl-beside-vllm-server", "bare TRL script beside an idle vLLM server")
     return rows
 
 

@@ -52,14 +52,20 @@ def start_ray(settings: Settings) -> bool:
     # Ray runs its workers at nice 15; the engine replica's vLLM processes would inherit that and lose
     # the CPU to any ordinary process. Trainers lower their own priority instead (jobs/runner.py).
     os.environ.setdefault("RAY_worker_niceness", "0")
-    # An idle platform's periodic work (Serve's control loop at 10 Hz, Ray's metrics export) wakes the
-    # CPU constantly; on a small machine that costs a training job's threads a quarter of their speed.
+    # An idle platform's periodic work (Serve's control loop at 10 Hz, Ray's metrics export) keeps waking
+    # the CPU; on a small machine that slows a training job's threads (bench/NOTES.md, section 4).
     os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_enable_metrics_collection", "0")
     cores = cpu_binding.node_cores()
     if settings.cpu_binding and not cpu_binding.host_has_gpu():
         control = cpu_binding.control_cores(cores, settings.engine_replicas)
-        if control is not None:
+        if control is None:
+            log.warning(
+                "cpu_oversubscribed",
+                message=f"{settings.engine_replicas} engine replica(s) on {len(cores)} core(s) leave none for the "
+                "gateway and Ray: streams stall under load (see README, Performance)",
+            )
+        else:
             # Ray's processes inherit this; engine replicas and trainers widen their own affinity again.
             os.environ[cpu_binding.NODE_CORES_ENV] = cpu_binding.format_cores(cores)
             cpu_binding.spread_process(control)
