@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.measure import Row, measure
+from bench.measure import Row, alternate, in_order, measure
 from bench.servers import MODEL_ID, platform, ray_serve_llm, s3_server, vllm_server
 
 SCENARIO = "adapters"
@@ -36,7 +36,7 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, with_ray_se
     rows: list[Row] = []
 
     def mixes(system: str, url: str, round_no: int, prefix: str = "") -> None:
-        for count in MIXES if round_no % 2 == 0 else reversed(MIXES):
+        for count in in_order(MIXES, round_no):
             models = [prefix + name for name in names[:count]] or MODEL_ID
             rows.extend(measure(SCENARIO, system, url, models, levels, round_no=round_no, adapters=count))
 
@@ -55,8 +55,5 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, with_ray_se
     systems: list[Callable[[int], None]] = [on_platform, on_vllm]
     if with_ray_serve_llm:
         systems.append(on_ray_serve_llm)
-    for round_no in range(rounds):
-        print(f"  round {round_no + 1}/{rounds}", flush=True)
-        for system in systems if round_no % 2 == 0 else reversed(systems):
-            system(round_no)
+    alternate(systems, rounds)
     return rows

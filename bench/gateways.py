@@ -1,13 +1,13 @@
 """Scenarios 1 and 2, with Ray Serve LLM as a further peer: the same streaming load on the platform, vLLM's
 own server, LiteLLM's proxy in front of that server, and Ray Serve LLM. Each round starts and stops every
-system in turn, and odd rounds reverse the order, so slow drifts of this shared machine hit all alike."""
+system in turn, alternating their order (bench.measure.alternate)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.measure import Row, measure
+from bench.measure import Row, alternate, in_order, measure
 from bench.servers import MODEL_ID, litellm_proxy, platform, ray_serve_llm, vllm_server
 
 SCENARIO = "gateways"
@@ -32,7 +32,7 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, peers: set[
                     rows.extend(measure(SCENARIO, "litellm-proxy", proxy.url, MODEL_ID, levels, round_no=round_no))
 
             steps = [direct, proxied] if "litellm-proxy" in peers else [direct]
-            for step in steps if round_no % 2 == 0 else reversed(steps):
+            for step in in_order(steps, round_no):
                 step()
 
     def on_ray_serve_llm(round_no: int) -> None:
@@ -42,8 +42,5 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, peers: set[
     systems: list[Callable[[int], None]] = [on_platform, on_vllm]
     if "ray-serve-llm" in peers:
         systems.append(on_ray_serve_llm)
-    for round_no in range(rounds):
-        print(f"  round {round_no + 1}/{rounds}", flush=True)
-        for system in systems if round_no % 2 == 0 else reversed(systems):
-            system(round_no)
+    alternate(systems, rounds)
     return rows

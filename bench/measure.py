@@ -1,15 +1,32 @@
-"""Runs one load level against one system and turns the result into a report row, printing progress."""
+"""Runs load levels against one system and turns the results into report rows, printing progress; and
+runs systems in rounds that alternate their order."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
 from bench.loadgen import run_load
 
 Row = dict[str, Any]
+T = TypeVar("T")
+
+
+def in_order(items: Sequence[T], round_no: int) -> list[T]:
+    """`items` as given in even rounds and reversed in odd ones, so slow drifts of a shared machine hit
+    every system alike."""
+    return list(items) if round_no % 2 == 0 else list(reversed(items))
+
+
+def alternate(systems: Sequence[Callable[[int], None]], rounds: int) -> None:
+    """Runs each system once per round (each is called with the round number), in alternating order."""
+    for round_no in range(rounds):
+        print(f"  round {round_no + 1}/{rounds}", flush=True)
+        for system in in_order(systems, round_no):
+            system(round_no)
 
 
 def measure(

@@ -45,6 +45,11 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
     """Per concurrency: medians per system, and the platform's median per-round ratio (tok/s) and
     difference (TTFT p50) against each peer."""
     rows = [row for row in rows if row["scenario"] == "gateways"]
+    pairs = {
+        (peer, field): _paired(rows, "platform", peer, field, "concurrency")
+        for peer in PEERS
+        for field in ("output_tokens_per_s", "ttft_p50_ms")
+    }
     summary = []
     for concurrency in sorted({row["concurrency"] for row in rows}):
         entry: dict = {"concurrency": concurrency}
@@ -58,8 +63,8 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
                 "rounds": len(group),
             }
         for peer in PEERS:
-            tok = _paired(rows, "platform", peer, "output_tokens_per_s", "concurrency").get(concurrency, [])
-            ttft = _paired(rows, "platform", peer, "ttft_p50_ms", "concurrency").get(concurrency, [])
+            tok = pairs[peer, "output_tokens_per_s"].get(concurrency, [])
+            ttft = pairs[peer, "ttft_p50_ms"].get(concurrency, [])
             if tok:
                 entry[f"ratio_vs_{peer}"] = _median(ours / theirs for ours, theirs in tok)
                 entry[f"ttft_delta_vs_{peer}_ms"] = _median(ours - theirs for ours, theirs in ttft)
@@ -88,8 +93,8 @@ def gateways_table(summary: list[dict]) -> str:
 def adapters_table(rows: list[Row]) -> str:
     rows = [row for row in rows if row["scenario"] == "adapters"]
     lines = ["| system | adapters in the mix | tok/s | ÷ base-only (same round) | TTFT p50 |", "|---|---|---|---|---|"]
+    base = _by(rows, "system", "adapters", "round").get
     for (system, count), group in sorted(_by(rows, "system", "adapters").items()):
-        base = _by(rows, "system", "adapters", "round").get
         ratios = [
             row["output_tokens_per_s"] / base((system, 0, row["round"]))[0]["output_tokens_per_s"]
             for row in group

@@ -4,9 +4,10 @@ what a second replica buys here."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from bench.measure import Row, measure
+from bench.measure import Row, alternate, measure
 from bench.servers import MODEL_ID, platform
 
 SCENARIO = "scaling"
@@ -16,10 +17,11 @@ REPLICAS = (1, 2)
 
 def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS) -> list[Row]:
     rows: list[Row] = []
-    for round_no in range(rounds):
-        print(f"  round {round_no + 1}/{rounds}", flush=True)
-        for replicas in REPLICAS if round_no % 2 == 0 else reversed(REPLICAS):
-            name = f"platform-{replicas}-replica{'s' if replicas > 1 else ''}"
-            with platform(8400, work, name=name, ENGINE_REPLICAS=str(replicas)) as server:
-                rows.extend(measure(SCENARIO, name, server.url, MODEL_ID, levels, round_no=round_no, replicas=replicas))
+
+    def with_replicas(replicas: int, round_no: int) -> None:
+        name = f"platform-{replicas}-replica{'s' if replicas > 1 else ''}"
+        with platform(8400, work, name=name, ENGINE_REPLICAS=str(replicas)) as server:
+            rows.extend(measure(SCENARIO, name, server.url, MODEL_ID, levels, round_no=round_no, replicas=replicas))
+
+    alternate([functools.partial(with_replicas, replicas) for replicas in REPLICAS], rounds)
     return rows
