@@ -11,7 +11,7 @@ import torch
 from ray import serve
 from vllm.lora.request import LoRARequest
 
-from engines import cpu_binding
+from engines import cpu_binding, lora_cpu
 from engines.config import EngineConfig
 from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
@@ -36,6 +36,8 @@ class EngineDeployment:
     def _start_engine(self, config: EngineConfig) -> ChatEngine:
         """On CPU, claims this replica's compute cores on its node and starts vLLM bound to them; the engine
         processes may run on every core, while this replica's own threads stay where the launcher put them."""
+        if config.device == "cpu":
+            os.environ[lora_cpu.ENABLE_ENV] = "1"  # read by the engine process's vLLM plugin
         if config.device != "cpu" or not config.cpu_binding or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
             return ChatEngine.start(config)
         cores = cpu_binding.node_cores()

@@ -32,3 +32,24 @@ def build_random_adapter(target: Path, base_model_id: str, *, rank: int = 8, see
     config_file.write_text(json.dumps(adapter_config))
     staging.rename(target)
     return target
+
+
+def reference_greedy(adapter: Path | None, messages: list[dict], tokens: int) -> list[tuple[str, float]]:
+    """(token text, logprob) of the greedy continuation computed by transformers + PEFT, the reference
+    that the engine's LoRA path must reproduce."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(BASE_DIR)
+    model = AutoModelForCausalLM.from_pretrained(BASE_DIR, dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=False)
+    steps = []
+    with torch.no_grad():
+        for _ in range(tokens):
+            logprobs = torch.log_softmax(model(ids).logits[0, -1], dim=-1)
+            token = int(torch.argmax(logprobs))
+            steps.append((tokenizer.decode([token]), float(logprobs[token])))
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return steps

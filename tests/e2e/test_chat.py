@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.e2e.adapters import build_random_adapter
+from tests.e2e.adapters import build_random_adapter, reference_greedy
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.platform import Platform
 
@@ -228,6 +229,31 @@ def test_adapter_loaded_at_run_time_changes_answers(platform: Platform, client: 
     assert streamed == adapted.choices[0].message.content
     # The base model is unaffected by the adapter living beside it.
     assert greedy(client).choices[0].message.content == base_text
+
+
+def test_adapters_batched_together_match_transformers_and_peft(client: openai.OpenAI, data_dir: Path) -> None:
+    """Requests for two adapters of different ranks and for the base model, in flight together so the
+    engine batches them, each give the logprobs that transformers + PEFT compute for that model alone."""
+    adapters = data_dir / "adapters"
+    adapters.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "mixed-rank8": build_random_adapter(adapters / "mixed-rank8", BASE_MODEL, rank=8, seed=11, scale=2.0),
+        "mixed-rank16": build_random_adapter(adapters / "mixed-rank16", BASE_MODEL, rank=16, seed=12, scale=2.0),
+    }
+    models = [BASE_MODEL, *paths] * 3
+    tokens = 6
+
+    def ask(model: str):
+        return greedy(client, model=model, max_tokens=tokens, logprobs=True).choices[0].logprobs.content
+
+    with ThreadPoolExecutor(len(models)) as pool:
+        answers = list(pool.map(ask, models))
+    for model, answer in zip(models, answers, strict=True):
+        expected = reference_greedy(paths.get(model), FRANCE, tokens)
+        # A token that is part of a UTF-8 character reads '' here and U+FFFD from transformers.
+        assert [item.token for item in answer] == [token.replace("\ufffd", "") for token, _ in expected], model
+        for item, (_, logprob) in zip(answer, expected, strict=True):
+            assert item.logprob == pytest.approx(logprob, abs=0.02), model
 
 
 def test_cpu_binding_keeps_the_control_plane_off_the_compute_cores(platform: Platform) -> None:

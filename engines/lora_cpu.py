@@ -1,0 +1,201 @@
+"""Multi-LoRA on vLLM's CPU backend without the per-token weight copy.
+
+vLLM's CPU punica ops gather each token's whole adapter matrices (`weights[token_slot]`, padded to
+MAX_LORA_RANK) before a batched matvec: a 40-token prompt copies its adapter 40 times, in every layer.
+Mixed-adapter traffic ran at about half the base model's speed. Here each linear layer keeps, per set of
+loaded adapters, one matrix of every slot's A (trimmed to the adapter's real rank) and one block-diagonal
+matrix of the Bs, so the LoRA delta of a batch is two matrix products:
+
+- few tokens (decode): `y += ((x @ A_all) * token_mask) @ B_all`, where the mask keeps each token's own
+  slot block (and is zero for base-model tokens);
+- many tokens (prefill) or one adapter: per slot in the batch, `y[rows] += (x[rows] @ A_s) @ B_s`.
+
+The wrapper is installed as a vLLM general plugin (`register`) in the platform's engine processes only;
+embeddings and logits keep vLLM's own ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+ENABLE_ENV = "LLM_PLATFORM_LORA_CPU_OPS"
+# From this many tokens per adapter in a batch on, one product per adapter beats the masked product over
+# every adapter (whose cost grows with tokens times adapters).
+GROUPED_MIN_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Where each loaded adapter's rank block sits in the concatenated A/B matrices."""
+
+    slots: tuple[int, ...]
+    ranks: tuple[int, ...]
+
+    def blocks(self, slices: int) -> dict[int, slice]:
+        blocks, start = {}, 0
+        for slot, rank in zip(self.slots, self.ranks, strict=True):
+            blocks[slot] = slice(start, start + rank * slices)
+            start += rank * slices
+        return blocks
+
+    def width(self, slices: int) -> int:
+        return sum(self.ranks) * slices
+
+
+@dataclass
+class BatchPlan:
+    """Token-to-adapter routing for one engine step, shared by every LoRA layer."""
+
+    layout: SlotLayout
+    tokens: int
+    groups: list[tuple[int, slice | torch.Tensor]]  # (slot, rows) for each adapter in the batch
+    token_slots: torch.Tensor
+    grouped: bool
+    masks: dict[tuple[int, torch.dtype], torch.Tensor]
+
+    @classmethod
+    def build(cls, token_slots: torch.Tensor, layout: SlotLayout) -> BatchPlan:
+        groups: list[tuple[int, slice | torch.Tensor]] = []
+        for slot in torch.unique(token_slots).tolist():
+            if slot < 0:
+                continue
+            rows = (token_slots == slot).nonzero().squeeze(1)
+            first, last = int(rows[0]), int(rows[-1])
+            groups.append((slot, slice(first, last + 1) if last - first + 1 == rows.numel() else rows))
+        tokens = token_slots.numel()
+        grouped = len(groups) == 1 or tokens >= GROUPED_MIN_TOKENS * len(groups)
+        return cls(layout, tokens, groups, token_slots, grouped, {})
+
+    def mask(self, slices: int, dtype: torch.dtype) -> torch.Tensor:
+        """[tokens, width] with ones over each token's own slot block."""
+        key = (slices, dtype)
+        if key not in self.masks:
+            mask = torch.zeros(self.tokens, self.layout.width(slices), dtype=dtype)
+            blocks = self.layout.blocks(slices)
+            for slot, rows in self.groups:
+                mask[rows, blocks[slot]] = 1
+            self.masks[key] = mask
+        return self.masks[key]
+
+
+class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
+    """PunicaWrapperCPU whose linear-layer LoRA runs as a few matrix products per layer."""
+
+    def __init__(self, max_num_batched_tokens: int, max_batches: int, device: torch.device | str, **kwargs: Any):
+        super().__init__(max_num_batched_tokens, max_batches, device, **kwargs)
+        self.slot_ranks: dict[int, int] = {}
+        self.layout: SlotLayout | None = None
+        self.plan: BatchPlan | None = None
+        self.weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def adapter_activated(self, slot: int, rank: int) -> None:
+        """Called when an adapter's weights are copied into `slot`: cached matrices are stale."""
+        self.slot_ranks[slot] = rank
+        self.layout = None
+        self.weights.clear()
+
+    def update_metadata(
+        self, mapping: Any, lora_index_to_id: list[int | None], max_loras: int, vocab_size: int, **kwargs: Any
+    ) -> None:
+        super().update_metadata(mapping, lora_index_to_id, max_loras, vocab_size, **kwargs)
+        slots = tuple(slot for slot, lora_id in enumerate(lora_index_to_id) if lora_id is not None)
+        if self.layout is None or self.layout.slots != slots:
+            ranks = tuple(self.slot_ranks.get(slot, 0) for slot in slots)
+            self.layout = SlotLayout(slots, ranks)
+            self.weights.clear()
+        self.plan = BatchPlan.build(self.token_lora_indices, self.layout)
+
+    def add_lora_linear(
+        self,
+        y: torch.Tensor,
+        x: torch.Tensor,
+        lora_a_stacked: tuple[torch.Tensor, ...],
+        lora_b_stacked: tuple[torch.Tensor, ...],
+        scale: float,
+        output_slices: tuple[int, ...],
+        *,
+        buffer: tuple[torch.Tensor, ...] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        plan = self.plan
+        out = y.view(-1, y.shape[-1])
+        x = x.view(-1, x.shape[-1])
+        usable = plan is not None and plan.layout is self.layout and x.shape[0] == plan.tokens and 0 not in plan.layout.ranks
+        if not usable:
+            super().add_lora_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, buffer=buffer, **kwargs)
+            return
+        assert plan is not None
+        if not plan.groups:
+            return
+        a_all, b_all = self._stacked(lora_a_stacked, lora_b_stacked, output_slices, out.dtype)
+        x = x.to(out.dtype)
+        slices = len(output_slices)
+        if plan.grouped:
+            blocks = plan.layout.blocks(slices)
+            for slot, rows in plan.groups:
+                block = blocks[slot]
+                delta = (x[rows] @ a_all[:, block]) @ b_all[block]
+                if isinstance(rows, slice):
+                    out[rows].add_(delta, alpha=scale)
+                else:
+                    out.index_add_(0, rows, delta, alpha=scale)
+        else:
+            hidden = (x @ a_all).mul_(plan.mask(slices, out.dtype))
+            out.addmm_(hidden, b_all, alpha=scale)
+
+    def _stacked(
+        self,
+        lora_a_stacked: tuple[torch.Tensor, ...],
+        lora_b_stacked: tuple[torch.Tensor, ...],
+        output_slices: tuple[int, ...],
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A_all [in, width] and block-diagonal B_all [width, sum(output_slices)], slot-major, per layer."""
+        key = lora_a_stacked[0].data_ptr()
+        if key not in self.weights:
+            assert self.layout is not None
+            a_columns, b_rows = [], []
+            for slot, rank in zip(self.layout.slots, self.layout.ranks, strict=True):
+                for index, (lora_a, lora_b) in enumerate(zip(lora_a_stacked, lora_b_stacked, strict=True)):
+                    a_columns.append(lora_a[slot, 0, :rank].T)
+                    b_block = lora_a.new_zeros(rank, sum(output_slices), dtype=dtype)
+                    offset = sum(output_slices[:index])
+                    size = output_slices[index]
+                    b_block[:, offset : offset + size] = lora_b[slot, 0, :size, :rank].T
+                    b_rows.append(b_block)
+            self.weights[key] = (torch.cat(a_columns, dim=1).to(dtype).contiguous(), torch.cat(b_rows).contiguous())
+        return self.weights[key]
+
+
+def _activate_adapter_hook(original: Any) -> Any:
+    def activate_adapter(manager: Any, lora_id: int) -> bool:
+        activated = original(manager, lora_id)
+        if activated:
+            slot = manager.lora_index_to_id.index(lora_id)
+            model = manager._registered_adapters[lora_id]
+            rank = max((weights.rank for weights in model.loras.values()), default=model.rank)
+            for wrapper in manager.punica_wrapper_mapping.values():
+                if isinstance(wrapper, GroupedPunicaWrapperCPU):
+                    wrapper.adapter_activated(slot, rank)
+        return activated
+
+    return activate_adapter
+
+
+def register() -> None:
+    """vLLM general plugin: active only where the platform's engine set ENABLE_ENV (not in the
+    benchmark's stock vLLM server, which shares this virtualenv)."""
+    if os.environ.get(ENABLE_ENV) != "1":
+        return
+    from vllm.lora.model_manager import LoRAModelManager
+    from vllm.platforms.cpu import CpuPlatform
+
+    if getattr(LoRAModelManager.activate_adapter, "__module__", "") == __name__:
+        return
+    CpuPlatform.get_punica_wrapper = classmethod(lambda cls: f"{__name__}.GroupedPunicaWrapperCPU")  # type: ignore[method-assign]
+    LoRAModelManager.activate_adapter = _activate_adapter_hook(LoRAModelManager.activate_adapter)  # type: ignore[method-assign]

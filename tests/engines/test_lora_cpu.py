@@ -1,0 +1,122 @@
+"""GroupedPunicaWrapperCPU against a per-token reference, and against vLLM's own CPU wrapper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from vllm.lora.layers.utils import LoRAMapping
+from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+from engines.lora_cpu import GROUPED_MIN_TOKENS, GroupedPunicaWrapperCPU
+
+MAX_LORAS, MAX_RANK, IN = 4, 16, 24
+SLICES = (20, 12, 12)  # a merged q/k/v projection
+
+
+def stacked(ranks: dict[int, int], seed: int = 0) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """vLLM's layout: A [loras, 1, max_rank, in] and B [loras, 1, out, max_rank], zero past each rank."""
+    generator = torch.Generator().manual_seed(seed)
+    lora_a = tuple(torch.zeros(MAX_LORAS, 1, MAX_RANK, IN) for _ in SLICES)
+    lora_b = tuple(torch.zeros(MAX_LORAS, 1, size, MAX_RANK) for size in SLICES)
+    for slot, rank in ranks.items():
+        for a, b in zip(lora_a, lora_b, strict=True):
+            a[slot, 0, :rank] = torch.randn(rank, IN, generator=generator)
+            b[slot, 0, :, :rank] = torch.randn(b.shape[2], rank, generator=generator)
+    return lora_a, lora_b
+
+
+def reference(x: torch.Tensor, token_slots: list[int], lora_a, lora_b, scale: float) -> torch.Tensor:
+    outputs = []
+    for row, slot in zip(x, token_slots, strict=True):
+        if slot < 0:
+            outputs.append(torch.zeros(sum(SLICES)))
+            continue
+        parts = [(row @ a[slot, 0].T) @ b[slot, 0].T for a, b in zip(lora_a, lora_b, strict=True)]
+        outputs.append(scale * torch.cat(parts))
+    return torch.stack(outputs)
+
+
+def wrapper(cls: type[PunicaWrapperCPU], ranks: dict[int, int], token_slots: list[int]):
+    punica = cls(256, 128, "cpu")
+    if isinstance(punica, GroupedPunicaWrapperCPU):
+        for slot, rank in ranks.items():
+            punica.adapter_activated(slot, rank)
+    route(punica, ranks, token_slots)
+    return punica
+
+
+def route(punica: PunicaWrapperCPU, ranks: dict[int, int], token_slots: list[int]) -> None:
+    """What vLLM does before each step: map every token to its adapter's slot."""
+    lora_index_to_id: list[int | None] = [None] * MAX_LORAS
+    for slot in ranks:
+        lora_index_to_id[slot] = 100 + slot
+    index_mapping = tuple(lora_index_to_id[slot] if slot >= 0 else 0 for slot in token_slots)
+    mapping = LoRAMapping(index_mapping, index_mapping, is_prefill=True)
+    punica.update_metadata(mapping, lora_index_to_id, MAX_LORAS + 1, 1000)
+
+
+CASES = {
+    "decode, one token per adapter": ({0: 8, 1: 8, 2: 8}, [0, 1, 2, -1, 1]),
+    "decode, mixed ranks": ({0: 4, 1: 16, 3: 8}, [3, -1, 1, 0, 0, 1]),
+    "one adapter": ({2: 8}, [2, 2, -1, 2]),
+    "prefill, rows not contiguous": ({0: 8, 1: 4}, [0] * GROUPED_MIN_TOKENS + [1] * GROUPED_MIN_TOKENS + [0, -1] * 40),
+    "base model only": ({0: 8}, [-1, -1, -1]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_the_per_token_reference(case: str) -> None:
+    ranks, token_slots = CASES[case]
+    lora_a, lora_b = stacked(ranks)
+    x = torch.randn(len(token_slots), IN)
+    base = torch.randn(len(token_slots), sum(SLICES))
+    punica = wrapper(GroupedPunicaWrapperCPU, ranks, token_slots)
+
+    y = base.clone()
+    punica.add_lora_linear(y, x, lora_a, lora_b, 0.5, SLICES)
+
+    expected = base + reference(x, token_slots, lora_a, lora_b, 0.5)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_matches_vllms_cpu_wrapper() -> None:
+    ranks, token_slots = {0: 8, 1: 8, 2: 8}, [0, 1, 2, -1, 1, 0, 0, 0]
+    lora_a, lora_b = stacked(ranks, seed=3)
+    x = torch.randn(len(token_slots), IN)
+    ours, stock = torch.zeros(len(token_slots), sum(SLICES)), torch.zeros(len(token_slots), sum(SLICES))
+
+    wrapper(GroupedPunicaWrapperCPU, ranks, token_slots).add_lora_linear(ours, x, lora_a, lora_b, 1.0, SLICES)
+    wrapper(PunicaWrapperCPU, ranks, token_slots).add_lora_linear(stock, x, lora_a, lora_b, 1.0, SLICES)
+
+    torch.testing.assert_close(ours, stock, rtol=1e-4, atol=1e-4)
+
+
+def test_base_model_tokens_stay_untouched_when_every_slot_is_full() -> None:
+    """vLLM's CPU ops index slot -1 for base-model tokens, which is the last adapter once all are loaded."""
+    ranks = dict.fromkeys(range(MAX_LORAS), 8)
+    lora_a, lora_b = stacked(ranks)
+    x = torch.randn(3, IN)
+    y = torch.zeros(3, sum(SLICES))
+
+    wrapper(GroupedPunicaWrapperCPU, ranks, [0, -1, 3]).add_lora_linear(y, x, lora_a, lora_b, 1.0, SLICES)
+
+    assert torch.count_nonzero(y[1]) == 0
+    assert torch.count_nonzero(y[0]) > 0 and torch.count_nonzero(y[2]) > 0
+
+
+def test_new_weights_in_a_slot_replace_the_cached_matrices() -> None:
+    ranks, token_slots = {0: 8}, [0, 0]
+    lora_a, lora_b = stacked(ranks, seed=1)
+    x = torch.randn(2, IN)
+    punica = wrapper(GroupedPunicaWrapperCPU, ranks, token_slots)
+    punica.add_lora_linear(torch.zeros(2, sum(SLICES)), x, lora_a, lora_b, 1.0, SLICES)
+
+    fresh_a, fresh_b = stacked(ranks, seed=2)
+    for old, new in zip(lora_a + lora_b, fresh_a + fresh_b, strict=True):
+        old.copy_(new)
+    punica.adapter_activated(0, 8)
+    route(punica, ranks, token_slots)
+    y = torch.zeros(2, sum(SLICES))
+    punica.add_lora_linear(y, x, lora_a, lora_b, 1.0, SLICES)
+
+    torch.testing.assert_close(y, reference(x, token_slots, fresh_a, fresh_b, 1.0), rtol=1e-4, atol=1e-4)
