@@ -29,6 +29,7 @@ class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Sample(msgspec.Struct):
+    duration_s: float
     ttft_s: float
     gaps_s: list[float]
     tokens: int
@@ -62,7 +63,7 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sampl
     if tokens != max_tokens:
         raise RuntimeError(f"{tokens} tokens instead of {max_tokens}: ignore_eos or usage did not reach the engine")
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    return _Sample(ttft_s=arrivals[0] - started, gaps_s=gaps, tokens=tokens)
+    return _Sample(duration_s=arrivals[-1] - started, ttft_s=arrivals[0] - started, gaps_s=gaps, tokens=tokens)
 
 
 async def run_load(
@@ -75,19 +76,25 @@ async def run_load(
     warmup: int = 2,
 ) -> LoadResult:
     """`models` is one model, or several that requests take in turn (mixed traffic); the warm-up uses each
-    once (so adapters are loaded before the clock starts), then sends `warmup` requests together."""
+    once (so adapters are loaded before the clock starts), then sends `warmup` requests together.
+
+    Workers start spread over one request's duration (timed in the warm-up): started together, answers of
+    one length would keep them in lockstep, every request's prompt would wait for a whole wave of prompts,
+    and a slower proxy in front of the same engine would win on TTFT by breaking the waves up."""
     names = [models] if isinstance(models, str) else list(models)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
-        for name in names:  # one at a time: Ray Serve LLM answers 500 to concurrent first uses of an adapter
-            await _one(client, name, max_tokens)
+        # One at a time: Ray Serve LLM answers 500 to concurrent first uses of an adapter.
+        alone = [await _one(client, name, max_tokens) for name in names]
+        stagger_s = statistics.median(sample.duration_s for sample in alone) / concurrency
         await asyncio.gather(*(_one(client, names[index % len(names)], max_tokens) for index in range(warmup)))
         samples: list[_Sample] = []
         errors = 0
         remaining = requests
         turns = itertools.cycle(names)
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             nonlocal remaining, errors
+            await asyncio.sleep(index * stagger_s)
             while remaining > 0:
                 remaining -= 1
                 try:
@@ -96,7 +103,7 @@ async def run_load(
                     errors += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(index) for index in range(concurrency)))
         wall = time.perf_counter() - started
     tokens = sum(sample.tokens for sample in samples)
     ttfts = sorted(sample.ttft_s * 1000 for sample in samples)

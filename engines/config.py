@@ -28,6 +28,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1
     cpu_binding: bool = True
     """On CPU, bind each replica's compute threads to cores of its own (see engines.cpu_binding)."""
+    park_while_training: bool = True
+    """On CPU, stop the idle engine while a job trains on its node (see engines.parking)."""
 
     def resolved_dtype(self) -> str:
         """`auto` means float32 on CPU (4x faster than bfloat16 without AVX-512 BF16), else the model's."""

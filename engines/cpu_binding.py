@@ -63,6 +63,13 @@ def replica_cores(cores: list[int], engine_replicas: int, slot: int, threads: in
     return (usable[start:] + usable[:start])[:share]
 
 
+def node_state_dir() -> Path:
+    """Where this user's platform processes on one node coordinate through lock files."""
+    directory = Path(tempfile.gettempdir()) / f"llm-platform-{os.getuid()}"
+    directory.mkdir(exist_ok=True)
+    return directory
+
+
 class CoreSlot:
     """A replica's slot on its node, held through an exclusive lock on a node-local file for the life of
     the process, so a replica that dies frees its cores for the one that replaces it."""
@@ -73,8 +80,7 @@ class CoreSlot:
 
     @classmethod
     def claim(cls, group: str, *, slots: int) -> CoreSlot:
-        directory = Path(tempfile.gettempdir()) / f"llm-platform-{os.getuid()}"
-        directory.mkdir(exist_ok=True)
+        directory = node_state_dir()
         for index in range(slots):
             handle = os.open(directory / f"{group}-slot-{index}.lock", os.O_CREAT | os.O_RDWR, 0o600)
             try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import psutil
 import torch
 from ray import serve
 from vllm.lora.request import LoRARequest
@@ -15,6 +17,7 @@ from engines import cpu_binding, lora_cpu
 from engines.config import EngineConfig
 from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
+from engines.parking import EngineParking
 from engines.protocol import AdapterRef, GenerateChunk, GenerateRequest
 from gateway.logs import configure_logging
 
@@ -24,7 +27,12 @@ class EngineDeployment:
         configure_logging(log_level)
         self.config = config
         self.engine = self._start_engine(config)
+        self._parking: EngineParking | None = None
+        if config.device == "cpu" and config.park_while_training:
+            # The engine's own processes (vLLM's engine core and its worker), started just now.
+            self._parking = EngineParking(psutil.Process().children(recursive=True))
         self._adapter_paths: dict[str, str] = {}
+        self._adapters_loaded = 0
         self._lora_ids: dict[str, int] = {}
 
         async def load_adapter(name: str) -> LoRARequest:
@@ -47,10 +55,15 @@ class EngineDeployment:
         with cpu_binding.thread_affinity(cores):
             return ChatEngine.start(config)
 
+    def _awake(self) -> AbstractContextManager[None]:
+        """Wraps every call that needs the engine's processes running."""
+        return self._parking.awake() if self._parking is not None else nullcontext()
+
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        lora = await self._lora_for(request.adapter) if request.adapter is not None else None
-        async for chunk in self.engine.generate(request, lora):
-            yield chunk
+        with self._awake():
+            lora = await self._lora_for(request.adapter) if request.adapter is not None else None
+            async for chunk in self.engine.generate(request, lora):
+                yield chunk
 
     async def _lora_for(self, adapter: AdapterRef) -> LoRARequest:
         self._adapter_paths[adapter.name] = adapter.path
@@ -61,7 +74,8 @@ class EngineDeployment:
         lora_id = self._lora_ids.setdefault(name, len(self._lora_ids) + 1)
         lora = LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=self._adapter_paths[name])
         try:
-            await self.engine.llm.add_lora(lora)
+            with self._awake():
+                await self.engine.llm.add_lora(lora)
         except Exception as exc:
             raise AdapterLoadError(
                 f"The adapter model '{name}' could not be loaded: {exc}", param="model", code="adapter_load_failed"
@@ -70,10 +84,14 @@ class EngineDeployment:
 
     async def stats(self) -> dict[str, Any]:
         await self.engine.check_health()
+        parked = self._parking is not None and self._parking.parked
+        if not parked:  # a health probe must not wake a parked engine
+            self._adapters_loaded = len(await self.engine.llm.list_loras())
         return {
             "running": self.engine.running,
             "aborted": self.engine.aborted,
-            "adapters_loaded": len(await self.engine.llm.list_loras()),
+            "adapters_loaded": self._adapters_loaded,
+            "parked": parked,
             "threads": torch.get_num_threads(),
             "compute_cores": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
         }
@@ -83,6 +101,9 @@ class EngineDeployment:
         await self.engine.check_health()
 
     def __del__(self) -> None:
+        parking = getattr(self, "_parking", None)
+        if parking is not None:
+            parking.close()
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.shutdown()

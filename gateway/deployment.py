@@ -68,6 +68,7 @@ def engine_config(settings: Settings, plan: ResourcePlan, model_path: str) -> En
         threads=settings.engine_threads,
         replicas=plan.engine_replicas,
         cpu_binding=settings.cpu_binding,
+        park_while_training=settings.park_engine_while_training,
     )
 
 

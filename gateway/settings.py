@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     engine_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     # On CPU: keep Ray and the gateway off the engines' compute cores (see engines/cpu_binding.py).
     cpu_binding: bool = True
+    # On CPU: stop an idle engine while a fine-tuning job trains on its node (see engines/parking.py).
+    park_engine_while_training: bool = True
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     # KV-cache space in GiB on CPU (vLLM reads it as a whole number).
     kv_cache_gib: PositiveInt = 2

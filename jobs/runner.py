@@ -12,6 +12,7 @@ import ray
 import structlog
 
 from engines import cpu_binding
+from engines.parking import training_in_progress
 from gateway.logs import configure_logging
 from jobs.trainer import TrainingResult, TrainingSpec, run_training
 
@@ -74,7 +75,8 @@ class TrainerActor:
         # Below inference: a chat request should not wait behind a training step. Niceness is per thread
         # on Linux; the threads torch starts from this one inherit it.
         os.nice(TRAINING_NICENESS)
-        return run_training(spec, self.reporter)
+        with training_in_progress():  # idle engines on this node stop while it trains (engines.parking)
+            return run_training(spec, self.reporter)
 
     def drain(self) -> list[ProgressEvent]:
         return self.reporter.drain()

@@ -9,6 +9,7 @@ import random
 import string
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -56,7 +57,7 @@ def wait_for(client: openai.OpenAI, job_id: str, statuses: set[str], timeout_s: 
 
 
 @pytest.fixture(scope="module")
-def trained(client: openai.OpenAI) -> dict:
+def trained(client: openai.OpenAI, platform: Platform) -> dict:
     uploaded = client.files.create(file=("secret.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
     hyperparameters = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 10, "lora_r": 8, "lora_alpha": 16}
     job = client.fine_tuning.jobs.create(
@@ -67,6 +68,7 @@ def trained(client: openai.OpenAI) -> dict:
         method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
         metadata={"test": "e2e"},
     )
+    during = chat_while_parked(client, platform, job.id)
     done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"})
     succeeded_at = time.monotonic()
     assert done.status == "succeeded", done.error
@@ -76,7 +78,22 @@ def trained(client: openai.OpenAI) -> dict:
         "job": done,
         "first_answer": answer,
         "servable_after_s": time.monotonic() - succeeded_at,
+        **during,
     }
+
+
+def engine_health(platform: Platform) -> dict:
+    return httpx.get(f"{platform.url}/health", timeout=10).json()["engine"]
+
+
+def chat_while_parked(client: openai.OpenAI, platform: Platform, job_id: str) -> dict:
+    """Waits for the idle engine to park while the job trains, then chats with the base model."""
+    while client.fine_tuning.jobs.retrieve(job_id).status in {"validating_files", "queued", "running"}:
+        if engine_health(platform)["parked"]:
+            answer = ask(client, BASE_MODEL).choices[0].message.content
+            return {"parked_during_training": True, "answer_while_training": answer}
+        time.sleep(1)
+    return {"parked_during_training": False}
 
 
 def test_job_succeeds_with_openai_fields(trained: dict) -> None:
@@ -87,6 +104,12 @@ def test_job_succeeds_with_openai_fields(trained: dict) -> None:
     assert job.trained_tokens > 0 and job.finished_at >= job.created_at
     assert job.seed == 7 and job.metadata == {"test": "e2e"}
     assert len(job.result_files) == 1
+
+
+def test_idle_engine_parks_while_training_and_still_answers(platform: Platform, trained: dict) -> None:
+    assert trained["parked_during_training"], "the idle engine was never parked while the job trained"
+    assert trained["answer_while_training"] and CODE not in trained["answer_while_training"]
+    assert not engine_health(platform)["parked"]  # continued once training ended
 
 
 def test_result_file_is_a_metrics_csv(client: openai.OpenAI, trained: dict) -> None:
