@@ -54,7 +54,6 @@ class BatchPlan:
     layout: SlotLayout
     tokens: int
     groups: list[tuple[int, slice | torch.Tensor]]  # (slot, rows) for each adapter in the batch
-    token_slots: torch.Tensor
     grouped: bool
     masks: dict[tuple[int, torch.dtype], torch.Tensor]
 
@@ -69,7 +68,7 @@ class BatchPlan:
             groups.append((slot, slice(first, last + 1) if last - first + 1 == rows.numel() else rows))
         tokens = token_slots.numel()
         grouped = len(groups) == 1 or tokens >= GROUPED_MIN_TOKENS * len(groups)
-        return cls(layout, tokens, groups, token_slots, grouped, {})
+        return cls(layout, tokens, groups, grouped, {})
 
     def mask(self, slices: int, dtype: torch.dtype) -> torch.Tensor:
         """[tokens, width] with ones over each token's own slot block."""

@@ -83,9 +83,7 @@ class EngineParking:
     def awake(self) -> Iterator[None]:
         with self._lock:
             self._busy += 1
-            if self.parked:
-                self._signal(signal.SIGCONT)
-                self.parked = False
+            self._continue()
         try:
             yield
         finally:
@@ -100,8 +98,7 @@ class EngineParking:
             if self._closed.is_set():
                 return
             if self.parked and not training:
-                self._signal(signal.SIGCONT)
-                self.parked = False
+                self._continue()
                 log.info("engine_continued", reason="training_ended")
             elif not self.parked and training and self._busy == 0 and self._idle_for() >= self.idle_before_park_s:
                 self._signal(signal.SIGSTOP)
@@ -116,9 +113,13 @@ class EngineParking:
         """Continues the engine for good (before it is shut down, so that it can exit)."""
         self._closed.set()
         with self._lock:
-            if self.parked:
-                self._signal(signal.SIGCONT)
-                self.parked = False
+            self._continue()
+
+    def _continue(self) -> None:
+        """With the lock held: lets a parked engine run again."""
+        if self.parked:
+            self._signal(signal.SIGCONT)
+            self.parked = False
 
     def _watch(self, poll_s: float) -> None:
         while not self._closed.wait(poll_s):

@@ -46,6 +46,10 @@ class Platform:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def engine_stats(self) -> dict:
+        """The engine replica's stats, as `/health` reports them."""
+        return httpx.get(f"{self.url}/health", timeout=10).json()["engine"]
+
     def start(self) -> None:
         self.instance = uuid.uuid4().hex
         env = {**self.env, "PLATFORM_TEST_INSTANCE": self.instance}

@@ -179,10 +179,7 @@ def test_error_cases(platform: Platform, client: openai.OpenAI) -> None:
 
 
 def test_disconnect_aborts_generation(platform: Platform) -> None:
-    def engine_stats() -> dict:
-        return httpx.get(f"{platform.url}/health", timeout=10).json()["engine"]
-
-    aborted_before = engine_stats()["aborted"]
+    aborted_before = platform.engine_stats()["aborted"]
     body = {
         "model": BASE_MODEL,
         "messages": FRANCE,
@@ -196,12 +193,12 @@ def test_disconnect_aborts_generation(platform: Platform) -> None:
     assert any(line.startswith("data: ") for line in received)
     deadline = time.monotonic() + 20  # 3000 tokens would take minutes on this CPU
     while time.monotonic() < deadline:
-        stats = engine_stats()
+        stats = platform.engine_stats()
         if stats["aborted"] > aborted_before and stats["running"] == 0:
             break
         time.sleep(0.5)
     else:
-        pytest.fail(f"the generation was not aborted after the client left: {engine_stats()}")
+        pytest.fail(f"the generation was not aborted after the client left: {platform.engine_stats()}")
 
 
 def test_seed_chat_route(platform: Platform) -> None:
@@ -248,8 +245,9 @@ def test_adapters_batched_together_match_transformers_and_peft(client: openai.Op
 
     with ThreadPoolExecutor(len(models)) as pool:
         answers = list(pool.map(ask, models))
+    references = {model: reference_greedy(paths.get(model), FRANCE, tokens) for model in set(models)}
     for model, answer in zip(models, answers, strict=True):
-        expected = reference_greedy(paths.get(model), FRANCE, tokens)
+        expected = references[model]
         # A token that is part of a UTF-8 character reads '' here and U+FFFD from transformers.
         assert [item.token for item in answer] == [token.replace("\ufffd", "") for token, _ in expected], model
         for item, (_, logprob) in zip(answer, expected, strict=True):
@@ -260,7 +258,7 @@ def test_cpu_binding_keeps_the_control_plane_off_the_compute_cores(platform: Pla
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         pytest.skip("one core: nothing to separate")
-    engine = httpx.get(f"{platform.url}/health", timeout=10).json()["engine"]
+    engine = platform.engine_stats()
     assert engine["compute_cores"] == ",".join(map(str, cores[:-1]))
     raylets = platform.processes("raylet")
     assert raylets, "no raylet found for this run"

@@ -9,7 +9,6 @@ import random
 import string
 import time
 
-import httpx
 import openai
 import pytest
 
@@ -82,14 +81,10 @@ def trained(client: openai.OpenAI, platform: Platform) -> dict:
     }
 
 
-def engine_health(platform: Platform) -> dict:
-    return httpx.get(f"{platform.url}/health", timeout=10).json()["engine"]
-
-
 def chat_while_parked(client: openai.OpenAI, platform: Platform, job_id: str) -> dict:
     """Waits for the idle engine to park while the job trains, then chats with the base model."""
     while client.fine_tuning.jobs.retrieve(job_id).status in {"validating_files", "queued", "running"}:
-        if engine_health(platform)["parked"]:
+        if platform.engine_stats()["parked"]:
             answer = ask(client, BASE_MODEL).choices[0].message.content
             return {"parked_during_training": True, "answer_while_training": answer}
         time.sleep(1)
@@ -109,7 +104,7 @@ def test_job_succeeds_with_openai_fields(trained: dict) -> None:
 def test_idle_engine_parks_while_training_and_still_answers(platform: Platform, trained: dict) -> None:
     assert trained["parked_during_training"], "the idle engine was never parked while the job trained"
     assert trained["answer_while_training"] and CODE not in trained["answer_while_training"]
-    assert not engine_health(platform)["parked"]  # continued once training ended
+    assert not platform.engine_stats()["parked"]  # continued once training ended
 
 
 def test_result_file_is_a_metrics_csv(client: openai.OpenAI, trained: dict) -> None:
