@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from bench.loadgen import run_load
+from bench.loadgen import load_generator_priority, run_load
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -35,7 +35,8 @@ def measure(
     """One row per concurrency level (`levels` maps concurrency to the request count)."""
     rows = []
     for concurrency, requests in levels.items():
-        result = asyncio.run(run_load(url, models, concurrency=concurrency, requests=requests))
+        with load_generator_priority():
+            result = asyncio.run(run_load(url, models, concurrency=concurrency, requests=requests))
         label = " ".join(f"{key}={value}" for key, value in extra.items())
         print(
             f"    {system:<14} {label} c={concurrency:<3} {result.output_tokens_per_s:6.1f} tok/s  "

