@@ -41,8 +41,11 @@ def load_generator_priority() -> Iterator[str]:
         os.setpriority(os.PRIO_PROCESS, 0, LOADGEN_NICE)
         if previous_group is not None:
             _AUTOGROUP.write_text(str(LOADGEN_NICE))
+        raised = True
     except PermissionError:
-        os.setpriority(os.PRIO_PROCESS, 0, previous_nice)
+        os.setpriority(os.PRIO_PROCESS, 0, previous_nice)  # lowering one's priority is always allowed
+        raised = False
+    if not raised:
         yield "normal priority (raising it needs CAP_SYS_NICE)"
         return
     try:
