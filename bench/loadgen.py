@@ -75,6 +75,8 @@ class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
     itl_p50_ms: float | None
+    ttfts_ms: list[float] = msgspec.field(default_factory=list)
+    """Every request's TTFT, sorted: the report pools them over rounds for an interval (bench.report)."""
 
 
 class _Sample(msgspec.Struct):
@@ -176,4 +178,5 @@ async def run_load(
         ttft_p50_ms=statistics.median(ttfts) if ttfts else None,
         ttft_p95_ms=ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] if ttfts else None,
         itl_p50_ms=statistics.median(gaps) if gaps else None,
+        ttfts_ms=[round(ttft, 1) for ttft in ttfts],
     )

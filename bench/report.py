@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -41,9 +42,40 @@ def _paired(rows: list[Row], system: str, peer: str, field: str, key: str) -> di
     return pairs
 
 
+def ttft_difference_interval(
+    ours: list[list[float]], theirs: list[list[float]], *, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of median(ours) - median(theirs), each system's per-request TTFTs pooled over rounds
+    (`ours[i]` and `theirs[i]` from round i). A paired two-level bootstrap: rounds are drawn with
+    replacement, the same ones for both systems (they ran side by side), then requests within each drawn
+    round. Both levels count on a shared machine, where a whole round can run slow."""
+    rng = random.Random(seed)
+    differences = []
+    for _ in range(resamples):
+        drawn = [rng.randrange(len(ours)) for _ in ours]
+        mine = [ttft for i in drawn for ttft in rng.choices(ours[i], k=len(ours[i]))]
+        peer = [ttft for i in drawn for ttft in rng.choices(theirs[i], k=len(theirs[i]))]
+        differences.append(statistics.median(mine) - statistics.median(peer))
+    differences.sort()
+    return differences[int(0.025 * resamples)], differences[int(0.975 * resamples) - 1]
+
+
+def _ttft_samples(rows: list[Row], system: str, peer: str, concurrency: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Per-request TTFTs of rounds where both systems kept them (runs before they were kept have none)."""
+    by_round = _by([r for r in rows if r["concurrency"] == concurrency], "round", "system")
+    ours, theirs = [], []
+    for round_no in sorted({round_no for round_no, _ in by_round}):
+        mine, other = by_round.get((round_no, system)), by_round.get((round_no, peer))
+        if mine and other and mine[0].get("ttfts_ms") and other[0].get("ttfts_ms"):
+            ours.append(mine[0]["ttfts_ms"])
+            theirs.append(other[0]["ttfts_ms"])
+    return ours, theirs
+
+
 def gateways_summary(rows: list[Row]) -> list[dict]:
     """Per concurrency: medians per system, and the platform's median per-round ratio (tok/s) and
-    difference (TTFT p50) against each peer."""
+    difference (TTFT p50) against each peer, with a 95 % interval for the TTFT difference where the rows
+    kept per-request samples."""
     rows = [row for row in rows if row["scenario"] == "gateways"]
     pairs = {
         (peer, field): _paired(rows, "platform", peer, field, "concurrency")
@@ -68,6 +100,9 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
             if tok:
                 entry[f"ratio_vs_{peer}"] = _median(ours / theirs for ours, theirs in tok)
                 entry[f"ttft_delta_vs_{peer}_ms"] = _median(ours - theirs for ours, theirs in ttft)
+            samples = _ttft_samples(rows, "platform", peer, concurrency)
+            if samples[0]:
+                entry[f"ttft_delta_vs_{peer}_interval_ms"] = list(ttft_difference_interval(*samples))
         summary.append(entry)
     return summary
 
@@ -83,11 +118,17 @@ def gateways_table(summary: list[dict]) -> str:
         cells += [_fmt(entry.get(s, {}).get("tok_s")) for s in present]
         cells += [_fmt(entry.get(s, {}).get("ttft_p50_ms"), 0, " ms") for s in present]
         cells += [
-            f"{_fmt(entry.get(f'ratio_vs_{p}'), 2, 'x')} ({_fmt(entry.get(f'ttft_delta_vs_{p}_ms'), 0, ' ms')} TTFT)"
+            f"{_fmt(entry.get(f'ratio_vs_{p}'), 2, 'x')} ({_fmt(entry.get(f'ttft_delta_vs_{p}_ms'), 0, ' ms')} TTFT"
+            + _interval(entry.get(f"ttft_delta_vs_{p}_interval_ms"))
+            + ")"
             for p in present[1:]
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return "" if bounds is None else f", 95 % {bounds[0]:+.0f}..{bounds[1]:+.0f} ms"
 
 
 def adapters_table(rows: list[Row]) -> str:

@@ -45,3 +45,31 @@ def test_adapter_ratio_against_base_only_of_the_same_system_and_round() -> None:
     table = report.adapters_table(rows)
     assert "| platform | 8 | 40.0 | 0.80x |" in table
     assert "| vllm-server | 8 | 30.0 | 0.50x |" in table
+
+
+def test_ttft_interval_covers_a_known_shift_and_excludes_zero() -> None:
+    rounds = [[float(ms) for ms in range(1000, 1400, 2)] for _ in range(3)]  # 200 requests a round
+    shifted = [[ms + 50 for ms in samples] for samples in rounds]
+    low, high = report.ttft_difference_interval(shifted, rounds)
+    assert low <= 50 <= high and low > 0
+
+
+def test_ttft_interval_widens_when_rounds_disagree() -> None:
+    base = [float(ms) for ms in range(1000, 1400, 2)]
+    steady = report.ttft_difference_interval([base, base, base], [base, base, base])
+    drifting = report.ttft_difference_interval([[ms + 100 for ms in base], base, [ms - 100 for ms in base]], [base] * 3)
+    assert drifting[1] - drifting[0] > steady[1] - steady[0]
+
+
+def test_interval_only_where_both_systems_kept_samples() -> None:
+    samples = [float(ms) for ms in range(900, 1100)]
+    rows = [
+        row("platform", 32, 0, 70.0, 1000.0, ttfts_ms=samples),
+        row("vllm-server", 32, 0, 70.0, 1000.0, ttfts_ms=samples),
+        row("litellm-proxy", 32, 0, 70.0, 1000.0),  # a row from before samples were kept
+    ]
+    [entry] = report.gateways_summary(rows)
+    assert "ttft_delta_vs_vllm-server_interval_ms" in entry
+    assert "ttft_delta_vs_litellm-proxy_interval_ms" not in entry
+    table = report.gateways_table([entry])
+    assert "(0 ms TTFT, 95 % " in table and "(0 ms TTFT)" in table
