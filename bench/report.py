@@ -7,6 +7,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from bench.measure import Row
 
@@ -29,15 +30,15 @@ def _by(rows: list[Row], *keys: str) -> dict[tuple, list[Row]]:
     return groups
 
 
-def _paired(rows: list[Row], system: str, peer: str, field: str, key: str) -> dict[object, list[tuple[float, float]]]:
+def _paired(rows: list[Row], system: str, peer: str, field: str, key: str) -> dict[object, list[tuple[Any, Any]]]:
     """Per `key` value, (platform, peer) pairs of `field` from the same round."""
     by_round = _by(rows, key, "round", "system")
-    pairs: dict[object, list[tuple[float, float]]] = defaultdict(list)
+    pairs: dict[object, list[tuple[Any, Any]]] = defaultdict(list)
     for (value, round_no, name), group in by_round.items():
         if name != system:
             continue
         other = by_round.get((value, round_no, peer))
-        if other and group[0][field] is not None and other[0][field] is not None:
+        if other and group[0].get(field) is not None and other[0].get(field) is not None:
             pairs[value].append((group[0][field], other[0][field]))
     return pairs
 
@@ -60,18 +61,6 @@ def ttft_difference_interval(
     return differences[int(0.025 * resamples)], differences[int(0.975 * resamples) - 1]
 
 
-def _ttft_samples(rows: list[Row], system: str, peer: str, concurrency: int) -> tuple[list[list[float]], list[list[float]]]:
-    """Per-request TTFTs of rounds where both systems kept them (runs before they were kept have none)."""
-    by_round = _by([r for r in rows if r["concurrency"] == concurrency], "round", "system")
-    ours, theirs = [], []
-    for round_no in sorted({round_no for round_no, _ in by_round}):
-        mine, other = by_round.get((round_no, system)), by_round.get((round_no, peer))
-        if mine and other and mine[0].get("ttfts_ms") and other[0].get("ttfts_ms"):
-            ours.append(mine[0]["ttfts_ms"])
-            theirs.append(other[0]["ttfts_ms"])
-    return ours, theirs
-
-
 def gateways_summary(rows: list[Row]) -> list[dict]:
     """Per concurrency: medians per system, and the platform's median per-round ratio (tok/s) and
     difference (TTFT p50) against each peer, with a 95 % interval for the TTFT difference where the rows
@@ -80,7 +69,7 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
     pairs = {
         (peer, field): _paired(rows, "platform", peer, field, "concurrency")
         for peer in PEERS
-        for field in ("output_tokens_per_s", "ttft_p50_ms")
+        for field in ("output_tokens_per_s", "ttft_p50_ms", "ttfts_ms")
     }
     summary = []
     for concurrency in sorted({row["concurrency"] for row in rows}):
@@ -100,9 +89,11 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
             if tok:
                 entry[f"ratio_vs_{peer}"] = _median(ours / theirs for ours, theirs in tok)
                 entry[f"ttft_delta_vs_{peer}_ms"] = _median(ours - theirs for ours, theirs in ttft)
-            samples = _ttft_samples(rows, "platform", peer, concurrency)
-            if samples[0]:
-                entry[f"ttft_delta_vs_{peer}_interval_ms"] = list(ttft_difference_interval(*samples))
+            # Per-request TTFTs, where both systems kept them (rows of runs before they were kept have none).
+            samples = [(ours, theirs) for ours, theirs in pairs[peer, "ttfts_ms"].get(concurrency, []) if ours and theirs]
+            if samples:
+                ours, theirs = zip(*samples, strict=True)
+                entry[f"ttft_delta_vs_{peer}_interval_ms"] = list(ttft_difference_interval(list(ours), list(theirs)))
         summary.append(entry)
     return summary
 
