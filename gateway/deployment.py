@@ -18,6 +18,7 @@ from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.engine_client import RayEngineClient
 from gateway.limits import LocalLimiter, ServeLimiter
+from gateway.listener import Listener
 from gateway.logs import configure_logging
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
@@ -26,6 +27,7 @@ from gateway.settings import Settings
 APP_NAME = "llm-platform"
 # The gateway writes its own access log (one JSON line per request); Serve's would duplicate it.
 QUIET = {"enable_access_log": False}
+GRACEFUL_SHUTDOWN_S = 20
 log = structlog.get_logger("gateway.deployment")
 
 
@@ -38,13 +40,24 @@ class Gateway:
         base: BaseModelInfo,
         plan: ResourcePlan,
         limits: DeploymentHandle | None = None,
+        *,
+        listen: bool = False,
     ) -> None:
+        """With `listen`, the replica serves SERVE_PORT itself (gateway/listener.py) from when Serve starts the
+        app's lifespan until it stops it, which Serve does after the replica has left its routing."""
         configure_logging(settings.log_level)
         services = build_services(settings, plan, base)
         limiter = ServeLimiter(limits) if limits is not None else None
         self._app = create_app(
             settings, RayEngineClient(engine), services.models, services.files, services.fine_tuning, limiter
         )
+        if listen:
+            # Shorter than Serve's grace, so in-flight streams end before Serve kills the replica.
+            listener = Listener(
+                self._app, settings.serve_host, settings.serve_port, shutdown_timeout_s=GRACEFUL_SHUTDOWN_S - 5
+            )
+            self._app.on_startup.append(listener.start)
+            self._app.on_shutdown.append(listener.stop)
 
     def __serve_build_asgi_app__(self) -> Litestar:
         return self._app
@@ -72,7 +85,10 @@ def engine_config(settings: Settings, plan: ResourcePlan, model_path: str) -> En
     )
 
 
-def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, created: int) -> Application:
+def build_platform(
+    settings: Settings, plan: ResourcePlan, model_path: str, created: int, *, listen: bool = False
+) -> Application:
+    """`listen`: the gateway replicas serve SERVE_PORT themselves rather than behind Serve's proxy."""
     config = engine_config(settings, plan, model_path)
     # Ray sets OMP_NUM_THREADS=1 in its workers; vLLM's CPU binding replaces it with the bound core count.
     env_vars = {"OMP_NUM_THREADS": str(config.threads or len(cpu_binding.node_cores()))}
@@ -91,7 +107,7 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
         max_queued_requests=settings.max_queued_requests,
         health_check_period_s=10,
         health_check_timeout_s=60,
-        graceful_shutdown_timeout_s=20,
+        graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
         logging_config=QUIET,
     )
     gateway = serve.deployment(Gateway).options(
@@ -99,7 +115,7 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
         num_replicas=settings.gateway_replicas,
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=4 * settings.max_ongoing_requests * plan.engine_replicas,
-        graceful_shutdown_timeout_s=20,
+        graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
         logging_config=QUIET,
     )
     base = BaseModelInfo(id=settings.model_name, root=model_path, created=created, max_model_len=settings.max_model_len)
@@ -110,7 +126,7 @@ def build_platform(settings: Settings, plan: ResourcePlan, model_path: str, crea
             .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
             .bind(settings.rate_limit_rpm, settings.rate_limit_tpm)
         )
-    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, limits)
+    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, limits, listen=listen)
 
 
 def build_app(args: dict[str, str] | None = None) -> Application:

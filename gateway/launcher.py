@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,6 +39,23 @@ def resolve_model(settings: Settings) -> str:
     if path.is_absolute() or settings.model_name.startswith("."):
         raise LaunchError(f"MODEL_NAME={settings.model_name!r} is not a model directory")
     return settings.model_name
+
+
+def uses_direct_ingress(settings: Settings) -> bool:
+    """Whether the gateway replicas listen on SERVE_PORT themselves (gateway/listener.py): on a cluster this
+    process starts, where they share the node with the launcher. A joined cluster keeps Serve's proxies,
+    which run on every node."""
+    return settings.direct_ingress and not os.environ.get("RAY_ADDRESS")
+
+
+def proxy_port(settings: Settings) -> int:
+    """Where Serve's HTTP proxy listens: SERVE_PORT, or with direct ingress any free port (Serve starts its
+    proxy either way; it then carries no traffic)."""
+    if not uses_direct_ingress(settings):
+        return settings.serve_port
+    with socket.socket() as probe:
+        probe.bind((settings.serve_host, 0))
+        return probe.getsockname()[1]
 
 
 def start_ray(settings: Settings) -> bool:
@@ -103,14 +121,20 @@ def serve_forever() -> int:
         settings, plan, model_path, created = prepare()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        http = {"host": settings.serve_host, "port": settings.serve_port}
+        http = {"host": settings.serve_host, "port": proxy_port(settings)}
         serve.start(http_options=http, logging_config=QUIET)
-        serve.run(build_platform(settings, plan, model_path, created), name=APP_NAME, route_prefix="/")
+        platform = build_platform(settings, plan, model_path, created, listen=uses_direct_ingress(settings))
+        serve.run(platform, name=APP_NAME, route_prefix="/")
     except (SettingsError, DefaultModelError, ResourceError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         _shutdown(owns_cluster=owns_cluster)
         return 2
-    log.info("platform_ready", url=f"http://{settings.serve_host}:{settings.serve_port}/v1", model=settings.model_name)
+    log.info(
+        "platform_ready",
+        url=f"http://{settings.serve_host}:{settings.serve_port}/v1",
+        model=settings.model_name,
+        ingress="gateway replicas" if uses_direct_ingress(settings) else "Serve proxy",
+    )
     while not stop.wait(1.0):
         pass
     log.info("platform_stopping")
@@ -125,7 +149,8 @@ def _shutdown(*, owns_cluster: bool, app_name: str | None = None) -> None:
     try:
         if app_name is not None:
             # Deleting the app first lets its replicas finish in-flight requests (up to their graceful
-            # shutdown timeout) while the proxy still carries the responses; new requests are refused.
+            # shutdown timeout) while the gateway replicas, or the proxy, still carry the responses; new
+            # connections are refused.
             serve.delete(app_name)
         if owns_cluster:
             serve.shutdown()

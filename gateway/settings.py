@@ -58,6 +58,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_rpm: Annotated[int, msgspec.Meta(ge=0)] = 0
     rate_limit_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0
     gateway_replicas: PositiveInt = 1
+    # On a cluster the launcher starts, the gateway replicas listen on SERVE_PORT themselves instead of
+    # behind Ray Serve's HTTP proxy (see gateway/listener.py).
+    direct_ingress: bool = True
     # Compute threads of one training job; 0 means all cores of the machine.
     training_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -3,6 +3,7 @@ Ray actor, watch events, and chat with the `ft:` model it produced; then cancel,
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import random
@@ -199,7 +200,11 @@ def test_unknown_file_is_client_error(client: openai.OpenAI) -> None:
 
 
 def test_everything_survives_a_restart(platform: Platform, client: openai.OpenAI, trained: dict) -> None:
+    # A request in flight at SIGTERM finishes: the gateway replica, which holds SERVE_PORT itself, drains first.
+    in_flight = concurrent.futures.ThreadPoolExecutor(1).submit(ask, client, trained["job"].fine_tuned_model)
+    time.sleep(0.5)
     assert platform.stop() == 0
+    assert CODE in in_flight.result(timeout=30).choices[0].message.content
     assert platform.wait_gone() == []
     platform.start()
     assert client.files.retrieve(trained["file"].id).bytes == trained["file"].bytes

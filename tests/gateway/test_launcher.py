@@ -1,0 +1,38 @@
+import socket
+
+import pytest
+
+from gateway.launcher import proxy_port, uses_direct_ingress
+from gateway.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env({"SERVE_HOST": "127.0.0.1", **env})
+
+
+@pytest.mark.parametrize("replicas", ["1", "3"])
+def test_gateway_replicas_on_an_own_cluster_serve_the_port_themselves(replicas: str) -> None:
+    assert uses_direct_ingress(settings(GATEWAY_REPLICAS=replicas))
+
+
+def test_turned_off_serve_s_proxy_serves_it() -> None:
+    configured = settings(SERVE_PORT="8123", DIRECT_INGRESS="false")
+    assert not uses_direct_ingress(configured)
+    assert proxy_port(configured) == 8123
+
+
+def test_a_joined_cluster_keeps_serve_s_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert not uses_direct_ingress(settings())
+
+
+def test_with_direct_ingress_the_proxy_moves_to_a_free_port() -> None:
+    moved = proxy_port(settings(SERVE_PORT="8123"))
+    assert moved != 8123
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", moved))
