@@ -1,7 +1,8 @@
-"""Ray Serve's data plane as in its throughput-optimized mode, minus its direct ingress (which would drop
-the proxy that serves SERVE_PORT): gRPC between the proxy, the gateway and the engines instead of Ray object
-references, and user code and request routing on each replica's own event loop. Together they take about
-7 ms off a request's time to first token on a 2-core machine (bench/NOTES.md, section 8).
+"""Ray Serve's data plane as in its throughput-optimized mode, minus its direct ingress (gateway/listener.py
+takes that part, because Serve's cannot share or reliably rebind SERVE_PORT): gRPC between the proxy, the
+gateway and the engines instead of Ray object references, and user code and request routing on each
+replica's own event loop. Together they take about 7 ms off a request's time to first token on a 2-core
+machine (bench/NOTES.md, section 8).
 
 Serve reads these when `ray.serve` is first imported, and a handle keeps the transport of the process that
 made it, so `apply` must run before that import in the launcher; Ray's processes inherit the environment.
