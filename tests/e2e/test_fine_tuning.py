@@ -201,10 +201,11 @@ def test_unknown_file_is_client_error(client: openai.OpenAI) -> None:
 
 def test_everything_survives_a_restart(platform: Platform, client: openai.OpenAI, trained: dict) -> None:
     # A request in flight at SIGTERM finishes: the gateway replica, which holds SERVE_PORT itself, drains first.
-    in_flight = concurrent.futures.ThreadPoolExecutor(1).submit(ask, client, trained["job"].fine_tuned_model)
-    time.sleep(0.5)
-    assert platform.stop() == 0
-    assert CODE in in_flight.result(timeout=30).choices[0].message.content
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(ask, client, trained["job"].fine_tuned_model)
+        time.sleep(0.5)
+        assert platform.stop() == 0
+        assert CODE in in_flight.result(timeout=30).choices[0].message.content
     assert platform.wait_gone() == []
     platform.start()
     assert client.files.retrieve(trained["file"].id).bytes == trained["file"].bytes

@@ -9,6 +9,7 @@ import openai
 import psutil
 import pytest
 
+from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.platform import Platform
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +46,5 @@ def test_a_killed_gateway_replica_is_replaced_on_the_same_port(platform: Platfor
         pytest.fail("no gateway replica took SERVE_PORT again within 180 s")
     assert replacement in {proc.pid for proc in platform.processes(GATEWAY)}
     print(f"\ngateway replica killed: SERVE_PORT served again after {time.monotonic() - killed_at:.0f}s")
-    answer = client.chat.completions.create(
-        model="HuggingFaceTB/SmolLM2-135M-Instruct", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
-    )
+    answer = client.chat.completions.create(model=BASE_MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
     assert answer.choices[0].message.content
