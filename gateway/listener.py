@@ -46,12 +46,12 @@ class Listener:
         except OSError:
             sock.close()
             raise
-        # The access log is the gateway's own (gateway/observability.py); uvicorn's would duplicate it.
+        # uvicorn's start-up and shutdown lines would go to the replica's log at every start.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         config = uvicorn.Config(
             self._app,
             lifespan="off",  # Serve has run the app's lifespan already
-            access_log=False,
+            access_log=False,  # the gateway writes its own (gateway/observability.py)
             log_config=None,
             timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
             timeout_graceful_shutdown=self._shutdown_timeout_s,

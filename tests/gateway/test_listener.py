@@ -8,6 +8,7 @@ from litestar import Litestar, get
 from litestar.response import Stream
 
 from gateway.listener import Listener
+from tests.e2e.platform import free_port
 
 
 @get("/")
@@ -30,9 +31,7 @@ APP = Litestar([hello, slow])
 
 @pytest.fixture
 def port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 def listener(port: int) -> Listener:
