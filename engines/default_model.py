@@ -73,8 +73,8 @@ def _convert(source: Path, out_dir: Path) -> None:
 
 
 def main() -> int:
-    from gateway.logs import configure_logging
-    from gateway.settings import Settings, SettingsError
+    from engines.core.logs import configure_logging
+    from engines.core.settings import Settings, SettingsError
 
     configure_logging("info")
     try:

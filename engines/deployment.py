@@ -15,11 +15,11 @@ from vllm.lora.request import LoRARequest
 
 from engines import cpu_binding, lora_cpu
 from engines.config import EngineConfig
+from engines.core.logs import configure_logging
 from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
 from engines.parking import EngineParking
 from engines.protocol import AdapterRef, GenerateChunk, GenerateRequest
-from gateway.logs import configure_logging
 
 
 class EngineDeployment:

@@ -19,7 +19,8 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
 from engines.config import EngineConfig
-from engines.errors import EngineUnavailableError, InvalidRequestError
+from engines.core.errors import InvalidRequestError
+from engines.errors import EngineUnavailableError
 from engines.protocol import (
     ChoiceDelta,
     GenerateChunk,

@@ -7,6 +7,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 
+from engines.core.settings import Settings
 from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
@@ -22,7 +23,6 @@ from gateway.routes.models import list_models, retrieve_model
 from gateway.routes.seed import seed_chat
 from gateway.serving.chat import ChatService
 from gateway.serving.models import ModelCatalog
-from gateway.settings import Settings
 from jobs.files import FileService
 from jobs.service import FineTuningService
 

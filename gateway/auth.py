@@ -11,9 +11,9 @@ from pathlib import Path
 from litestar import Request
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import RateLimited, error_body
+from engines.core.errors import AuthenticationError, RateLimitError
+from engines.core.settings import Settings, SettingsError
 from gateway.limits import Limiter
-from gateway.settings import Settings, SettingsError
 
 OPEN_OWNER = "local"
 """The owner of everything while the platform runs without keys."""
@@ -81,23 +81,16 @@ class AuthMiddleware:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         if not token or scheme.lower() != "bearer":
-            message = (
+            raise AuthenticationError(
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
             )
-            await _unauthorized(send, message)
-            return
         owner = self.keys.owner_for(token.strip())
         if owner is None:
             shown = f"{token[:3]}***{token[-4:]}" if len(token) > 8 else "***"
-            await _unauthorized(send, f"Incorrect API key provided: {shown}.")
-            return
+            raise AuthenticationError(f"Incorrect API key provided: {shown}.")
         scope.setdefault("state", {})[_OWNER_KEY] = owner
         await self.app(scope, receive, send)
-
-
-async def _unauthorized(send: Send, message: str) -> None:
-    await _send_error(send, 401, error_body("invalid_request_error", message, None, "invalid_api_key"), [])
 
 
 class RateLimitMiddleware:
@@ -112,15 +105,5 @@ class RateLimitMiddleware:
             owner = scope.get("state", {}).get(_OWNER_KEY, OPEN_OWNER)
             verdict = await self.limiter.admit_request(owner)
             if not verdict.admitted:
-                limited = RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
-                body = error_body(limited.error_type, limited.message, None, limited.code)
-                headers = [(k.lower().encode(), v.encode()) for k, v in limited.headers.items()]
-                await _send_error(send, 429, body, headers)
-                return
+                raise RateLimitError(verdict.reason, retry_after_s=verdict.retry_after_s)
         await self.app(scope, receive, send)
-
-
-async def _send_error(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [*headers, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -13,16 +13,16 @@ from ray.serve.handle import DeploymentHandle
 
 from engines import cpu_binding
 from engines.config import EngineConfig
+from engines.core.logs import configure_logging
+from engines.core.settings import Settings
 from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.engine_client import RayEngineClient
 from gateway.limits import LocalLimiter, ServeLimiter
 from gateway.listener import Listener
-from gateway.logs import configure_logging
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
-from gateway.settings import Settings
 
 APP_NAME = "llm-platform"
 # The gateway writes its own access log (one JSON line per request); Serve's would duplicate it.

@@ -13,7 +13,8 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 from ray.serve.handle import DeploymentHandle
 
-from engines.errors import EngineError, EngineUnavailableError
+from engines.core.errors import PlatformError
+from engines.errors import EngineUnavailableError
 from engines.protocol import GenerateChunk, GenerateRequest
 
 
@@ -64,7 +65,7 @@ def _engine_error(exc: BaseException) -> BaseException:
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
         return exc
     cause = exc.cause if isinstance(exc, RayTaskError) else exc
-    if isinstance(cause, EngineError):
+    if isinstance(cause, PlatformError):
         return cause
     if isinstance(cause, BackPressureError):
         return EngineUnavailableError("The engines are at capacity; retry shortly.", code="engine_overloaded")

@@ -1,9 +1,11 @@
-"""The gateway's exception tree, and the one place that turns any exception into OpenAI's error envelope."""
+"""The one place that turns any exception into OpenAI's error envelope: platform errors carry their own
+status, type, param and code (engines.core.errors); Litestar's own exceptions and anything unexpected
+are mapped to the same shape here, never a stack trace."""
 
 from __future__ import annotations
 
-import math
 import re
+from typing import Any
 
 import msgspec
 import structlog
@@ -15,137 +17,91 @@ from litestar.exceptions import (
     ValidationException,
 )
 
-from engines.errors import EngineError
+from engines.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError, PlatformError
 from gateway.protocol.errors import ErrorBody, ErrorEnvelope
-from jobs.errors import FileTooLargeError, JobError, NotFoundError
 
 log = structlog.get_logger("gateway.errors")
 
-
-class APIError(Exception):
-    """An error answered to the client as OpenAI's envelope with `status_code`."""
-
-    status_code = 500
-    error_type = "server_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
+INTERNAL_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_encoder = msgspec.json.Encoder()
 
 
-class InvalidRequest(APIError):
-    status_code = 400
-    error_type = "invalid_request_error"
+def envelope(error: PlatformError) -> bytes:
+    body = ErrorBody(message=error.message, type=error.error_type, param=error.param, code=error.code)
+    return _encoder.encode(ErrorEnvelope(body))
 
 
-class NotFound(APIError):
-    status_code = 404
-    error_type = "invalid_request_error"
+def as_platform_error(exc: BaseException, *, method: str = "", path: str = "") -> PlatformError:
+    """Any exception as the platform error it is answered with; unexpected ones are logged and become a 500."""
+    if isinstance(exc, PlatformError):
+        return exc
+    if isinstance(exc, NotFoundException):
+        return NotFoundError(f"Unknown request URL: {method} {path}.", code="not_found")
+    if isinstance(exc, MethodNotAllowedException):
+        error = PlatformError(f"Method {method} is not allowed for {path}.", code="method_not_allowed")
+        error.headers = dict(exc.headers or {})
+        return _with_status(error, 405, "invalid_request_error")
+    if isinstance(exc, ValidationException):
+        return _validation_error(exc)
+    if isinstance(exc, HTTPException):
+        if exc.status_code == 413:
+            return PayloadTooLargeError(f"The request body is too large: {exc.detail}.", code="payload_too_large")
+        kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        error = PlatformError(str(exc.detail))
+        error.headers = dict(exc.headers or {})
+        return _with_status(error, exc.status_code, kind)
+    log.error("unhandled_exception", path=path, exc_info=exc)
+    return PlatformError(INTERNAL_MESSAGE, code="internal_error")
 
 
-class PayloadTooLarge(APIError):
-    status_code = 413
-    error_type = "invalid_request_error"
-
-
-class RateLimited(APIError):
-    status_code = 429
-    error_type = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, retry_after_s: float | None) -> None:
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s or 60)))}
-        if retry_after_s is None:
-            headers["x-should-retry"] = "false"  # this request can never fit the limit
-        super().__init__(message, code="rate_limit_exceeded", headers=headers)
-
-
-class ServiceUnavailable(APIError):
-    status_code = 503
-    error_type = "service_unavailable"
-
-    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = "service_unavailable") -> None:
-        super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
-
-
-def model_not_found(model: str) -> NotFound:
-    return NotFound(
-        f"The model '{model}' does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
+def handle_exception(request: Request, exc: Exception) -> Response:
+    """Litestar's handler for every exception."""
+    error = as_platform_error(exc, method=request.method, path=request.url.path)
+    return Response(
+        content=envelope(error), status_code=error.status_code, headers=error.headers, media_type="application/json"
     )
 
 
-_MSGSPEC_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-
-
-def decode_error(exc: msgspec.DecodeError) -> InvalidRequest:
+def decode_error(exc: msgspec.DecodeError) -> InvalidRequestError:
     """A body that is not JSON, or does not fit the request type: 400 naming the parameter."""
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         match = _MSGSPEC_PATH.search(text)
         param = (match.group(1) or None) if match else None  # an empty path is the whole body
-        reason = text[: match.start()] if match else text
-        if reason.startswith("Object missing required field"):
-            field = reason.split("`")[1]
-            name = f"{param}.{field}" if param else field
-            return InvalidRequest(f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
-        where = f" for '{param}'" if param else ""
-        return InvalidRequest(f"Invalid value{where}: {reason}.", param=param, code="invalid_value")
-    return InvalidRequest(
-        f"We could not parse the JSON body of your request. ({text})",
-        code="invalid_json",
-    )
+        return _invalid_value(text[: match.start()] if match else text, param)
+    return InvalidRequestError(f"We could not parse the JSON body of your request. ({text})", code="invalid_json")
 
 
-def error_body(error_type: str, message: str, param: str | None, code: str | None) -> bytes:
-    return msgspec.json.encode(ErrorEnvelope(ErrorBody(message=message, type=error_type, param=param, code=code)))
+def _invalid_value(reason: str, param: str | None) -> InvalidRequestError:
+    if reason.startswith("Object missing required field"):
+        field = reason.split("`")[1]
+        name = f"{param}.{field}" if param else field
+        return InvalidRequestError(f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+    where = f" for '{param}'" if param else ""
+    return InvalidRequestError(f"Invalid value{where}: {reason}.", param=param, code="invalid_value")
 
 
-def handle_exception(request: Request, exc: Exception) -> Response:
-    """Litestar's handler for every exception: OpenAI's envelope, never a stack trace."""
-    if isinstance(exc, APIError):
-        status, kind, message, param, code, headers = (
-            exc.status_code,
-            exc.error_type,
-            exc.message,
-            exc.param,
-            exc.code,
-            exc.headers,
-        )
-    elif isinstance(exc, EngineError):
-        status, kind, message, param, code = exc.status_code, exc.error_type, exc.message, exc.param, exc.code
-        headers = {"Retry-After": "1"} if status == 503 else {}
-    elif isinstance(exc, JobError):
-        status = 404 if isinstance(exc, NotFoundError) else 413 if isinstance(exc, FileTooLargeError) else 400
-        kind, message, param, code, headers = "invalid_request_error", exc.message, exc.param, exc.code, {}
-    elif isinstance(exc, NotFoundException):
-        status, kind, param, code, headers = 404, "invalid_request_error", None, "not_found", {}
-        message = f"Unknown request URL: {request.method} {request.url.path}."
-    elif isinstance(exc, MethodNotAllowedException):
-        status, kind, param, code = 405, "invalid_request_error", None, "method_not_allowed"
-        message = f"Method {request.method} is not allowed for {request.url.path}."
-        headers = dict(exc.headers or {})
-    elif isinstance(exc, ValidationException):
-        status, kind, param, code, headers = 400, "invalid_request_error", None, "invalid_request", {}
-        message = exc.detail if isinstance(exc.detail, str) else "Invalid request."
-    elif isinstance(exc, HTTPException):
-        status, kind, param, code = exc.status_code, "invalid_request_error", None, None
-        message, headers = str(exc.detail), dict(exc.headers or {})
-        if status >= 500:
-            kind = "server_error"
-    else:
-        log.error("unhandled_exception", path=request.url.path, exc_info=exc)
-        status, kind, param, code, headers = 500, "server_error", None, "internal_error", {}
-        message = "The server had an error while processing your request. Sorry about that!"
-    body = error_body(kind, message, param, code)
-    return Response(content=body, status_code=status, headers=headers, media_type="application/json")
+def _validation_error(exc: ValidationException) -> InvalidRequestError:
+    """Litestar's validation of typed bodies and query parameters, with the parameter it names."""
+    problems: list[Any] = exc.extra if isinstance(exc.extra, list) else []
+    problem = problems[0] if problems and isinstance(problems[0], dict) else {}
+    message = str(problem.get("message") or exc.detail)
+    if problem.get("source") == "body" or _MSGSPEC_PATH.search(message):
+        match = _MSGSPEC_PATH.search(message)
+        if match:
+            return _invalid_value(message[: match.start()], match.group(1) or None)
+        if "JSON is malformed" in message or "Input data was truncated" in message:
+            return InvalidRequestError(f"We could not parse the JSON body of your request. ({message})", code="invalid_json")
+        return _invalid_value(message, None)
+    key = problem.get("key")
+    if key:
+        return InvalidRequestError(f"Invalid '{key}': {message}.", param=str(key), code="invalid_value")
+    return InvalidRequestError(message, code="invalid_request")
+
+
+def _with_status(error: PlatformError, status: int, kind: str) -> PlatformError:
+    """A one-off status for Litestar's routing errors, which have no class of their own in the tree."""
+    error.status_code = status
+    error.error_type = kind
+    return error

@@ -16,11 +16,11 @@ import structlog
 from ray import serve
 
 from engines import cpu_binding
+from engines.core.logs import configure_logging
+from engines.core.settings import Settings, SettingsError
 from engines.default_model import DefaultModelError, ensure_default_model
 from engines.resources import ResourceError, ResourcePlan, plan_resources
 from gateway.auth import KeyRing
-from gateway.logs import configure_logging
-from gateway.settings import Settings, SettingsError
 
 log = structlog.get_logger("gateway.launcher")
 

@@ -11,6 +11,9 @@ import structlog
 from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from engines.core.errors import PlatformError
+from gateway.errors import as_platform_error, envelope
+
 log = structlog.get_logger("gateway.access")
 
 _STATE_KEY = "request_log"
@@ -80,6 +83,21 @@ class AccessLogMiddleware:
 
         try:
             await self.app(scope, receive, send_logged)
+        except Exception as exc:
+            # Errors raised by the middleware below (a missing key, a rate limit) never reach Litestar's
+            # handler inside this one; answered here, they keep the request id and the logged status.
+            if entry.status is not None:
+                raise
+            error = as_platform_error(exc, method=scope["method"], path=scope["path"])
+            await send_error(send_logged, error)
         finally:
             # A client that disconnected mid-stream still gets its line.
             entry.emit()
+
+
+async def send_error(send: Send, error: PlatformError) -> None:
+    body = envelope(error)
+    headers = [(key.lower().encode(), value.encode()) for key, value in error.headers.items()]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -6,9 +6,9 @@ import msgspec
 
 from engines import cpu_binding
 from engines.adapters import AdapterRegistry
+from engines.core.settings import Settings
 from engines.resources import ResourcePlan
 from gateway.serving.models import BaseModelInfo, ModelCatalog
-from gateway.settings import Settings
 from jobs.files import FileService
 from jobs.scheduler import Scheduler, TrainingPlacement
 from jobs.service import FineTuningService

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engines.core.errors import InvalidRequestError
 from jobs.data import Example, parse_jsonl
-from jobs.errors import InvalidRequestError, InvalidTrainingFileError
+from jobs.errors import InvalidTrainingFileError
 from jobs.files import FileService
 
 

@@ -8,7 +8,7 @@ import secrets
 import time
 from pathlib import Path
 
-from jobs.errors import FileTooLargeError, InvalidRequestError, NotFoundError
+from engines.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from jobs.records import FileObject
 from jobs.store import Page, Store
 
@@ -40,7 +40,7 @@ class FileService:
                 f"Invalid purpose '{purpose}': expected one of {', '.join(PURPOSES)}.", param="purpose", code="invalid_value"
             )
         if len(content) > self.max_bytes:
-            raise FileTooLargeError(
+            raise PayloadTooLargeError(
                 f"The file is {len(content)} bytes; the limit is {self.max_bytes} bytes (MAX_UPLOAD_BYTES).", param="file"
             )
         file = FileObject(

@@ -12,8 +12,8 @@ import ray
 import structlog
 
 from engines import cpu_binding
+from engines.core.logs import configure_logging
 from engines.parking import training_in_progress
-from gateway.logs import configure_logging
 from jobs.trainer import TrainingResult, TrainingSpec, run_training
 
 ProgressEvent = tuple[str, dict[str, Any]]

@@ -14,8 +14,9 @@ import msgspec
 import ray
 import structlog
 
+from engines.core.errors import PlatformError
 from jobs.datasets import load_examples
-from jobs.errors import JobError, TrainingCancelled
+from jobs.errors import TrainingCancelled
 from jobs.files import FileService, new_id
 from jobs.hyperparameters import resolve_hyperparameters
 from jobs.records import CheckpointMetrics, FineTuningJob, JobCheckpoint, JobEvent, ServedModel
@@ -116,7 +117,7 @@ class Scheduler:
                 max_lora_rank=self.max_lora_rank,
                 has_cuda=self.placement.gpus > 0,
             )
-        except JobError as exc:
+        except PlatformError as exc:
             self._fail(job_id, exc.code or "invalid_training_file", exc.message, exc.param)
             return None
         for warning in warnings:

@@ -11,8 +11,8 @@ import msgspec
 import structlog
 
 from engines.adapters import AdapterInfo
+from engines.core.errors import InvalidRequestError, NotFoundError, PlatformError
 from jobs.datasets import confined_path, is_file_id, looks_local
-from jobs.errors import InvalidRequestError, JobError, NotFoundError
 from jobs.files import FileService, new_id
 from jobs.hyperparameters import validate_hyperparameters
 from jobs.records import (
@@ -200,7 +200,7 @@ class FineTuningService:
         if is_file_id(reference):
             try:
                 self.files.get(reference, owner=owner)
-            except JobError:
+            except PlatformError:
                 raise InvalidRequestError(
                     f"Invalid file ID: '{reference}' does not exist.", param=param, code="file_not_found"
                 ) from None

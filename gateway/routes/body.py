@@ -7,7 +7,8 @@ from typing import TypeVar
 import msgspec
 from litestar import Request, Response
 
-from gateway.errors import PayloadTooLarge, decode_error
+from engines.core.errors import PayloadTooLargeError
+from gateway.errors import decode_error
 
 T = TypeVar("T")
 
@@ -16,7 +17,7 @@ async def decode_body(request: Request, kind: type[T]) -> T:
     body = await request.body()
     limit = request.app.state.settings.max_request_bytes
     if len(body) > limit:
-        raise PayloadTooLarge(f"The request body is {len(body)} bytes; the limit is {limit} (MAX_REQUEST_BYTES).")
+        raise PayloadTooLargeError(f"The request body is {len(body)} bytes; the limit is {limit} (MAX_REQUEST_BYTES).")
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.DecodeError as exc:

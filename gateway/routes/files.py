@@ -3,8 +3,8 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 
+from engines.core.errors import InvalidRequestError
 from gateway.auth import caller
-from gateway.errors import InvalidRequest
 from gateway.protocol.files import FileDeleted
 from gateway.protocol.fine_tuning import CursorPage
 from gateway.routes.body import json_response
@@ -17,11 +17,13 @@ async def upload_file(request: Request, state: State) -> Response:
     form = await request.form()
     upload, purpose = form.get("file"), form.get("purpose")
     if not isinstance(upload, UploadFile):
-        raise InvalidRequest(
+        raise InvalidRequestError(
             "Missing required parameter: 'file' (multipart upload).", param="file", code="missing_required_parameter"
         )
     if not isinstance(purpose, str) or not purpose:
-        raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter")
+        raise InvalidRequestError(
+            "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter"
+        )
     files: FileService = state.files
     content = await upload.read()
     return json_response(files.create(owner=caller(request), filename=upload.filename, purpose=purpose, content=content))

@@ -3,9 +3,8 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.datastructures import State
 
-from engines.errors import EngineError
+from engines.core.errors import PlatformError, ServiceUnavailableError
 from gateway.engine_client import EngineClient
-from gateway.errors import ServiceUnavailable
 from gateway.routes.body import json_response
 
 
@@ -15,6 +14,6 @@ async def health(state: State) -> Response:
     engine: EngineClient = state.engine
     try:
         stats = await engine.stats()
-    except EngineError as exc:
-        raise ServiceUnavailable(f"No engine replica can serve: {exc.message}", retry_after=5) from None
+    except PlatformError as exc:
+        raise ServiceUnavailableError(f"No engine replica can serve: {exc.message}", retry_after=5) from None
     return json_response({"status": "ok", "engine": stats})

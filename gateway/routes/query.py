@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Request
 
-from gateway.errors import InvalidRequest
+from engines.core.errors import InvalidRequestError
 
 
 def int_param(request: Request, name: str, *, default: int, low: int, high: int) -> int:
@@ -16,7 +16,7 @@ def int_param(request: Request, name: str, *, default: int, low: int, high: int)
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             f"Invalid '{name}': expected an integer between {low} and {high}.", param=name, code="invalid_value"
         )
     return value
@@ -25,7 +25,9 @@ def int_param(request: Request, name: str, *, default: int, low: int, high: int)
 def choice_param(request: Request, name: str, *, default: str, choices: tuple[str, ...]) -> str:
     value = request.query_params.get(name, default)
     if value not in choices:
-        raise InvalidRequest(f"Invalid '{name}': expected one of {', '.join(choices)}.", param=name, code="invalid_value")
+        raise InvalidRequestError(
+            f"Invalid '{name}': expected one of {', '.join(choices)}.", param=name, code="invalid_value"
+        )
     return value
 
 

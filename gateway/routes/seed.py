@@ -8,8 +8,8 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import State
 
+from engines.core.errors import InvalidRequestError
 from gateway.auth import caller
-from gateway.errors import InvalidRequest
 from gateway.observability import request_log
 from gateway.protocol.chat import ChatCompletion, ChatCompletionRequest, UserMessage
 from gateway.routes.body import decode_body, json_response
@@ -37,7 +37,7 @@ class SeedChatResponse(msgspec.Struct, frozen=True, kw_only=True):
 async def seed_chat(request: Request, state: State) -> Response:
     body = await decode_body(request, SeedChatRequest)
     if body.adapter_path is not None:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             "'adapter_path' is not accepted: name an adapter model with 'adapter' (see GET /v1/models).",
             param="adapter_path",
             code="invalid_value",

@@ -6,12 +6,12 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 
+from engines.core.errors import InvalidRequestError
 from gateway.auth import caller
 from gateway.protocol.fine_tuning import CursorPage, JobCreateRequest, SeedFineTuneRequest
 from gateway.routes.body import decode_body, json_response
 from gateway.routes.query import int_param
 from jobs.datasets import confined_path
-from jobs.errors import InvalidRequestError
 from jobs.files import FileService
 from jobs.service import FineTuningService
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from engines.errors import EngineError
+from engines.core.errors import RateLimitError
 from engines.protocol import ChoiceDelta, GenerateChunk
 from engines.protocol import TokenLogprob as EngineTokenLogprob
 from gateway.engine_client import EngineClient
-from gateway.errors import RateLimited, error_body
+from gateway.errors import as_platform_error, envelope
 from gateway.limits import Limiter
 from gateway.observability import RequestLog
 from gateway.protocol.chat import (
@@ -67,7 +67,7 @@ class ChatService:
             wanted = (plan.engine_request.sampling.max_tokens or 0) * plan.n
             verdict = await self.limiter.admit_tokens(owner, wanted)
             if not verdict.admitted:
-                raise RateLimited(verdict.reason, retry_after_s=verdict.retry_after_s)
+                raise RateLimitError(verdict.reason, retry_after_s=verdict.retry_after_s)
         chunks = aiter(self.engine.generate(plan.engine_request))
         try:
             first = await anext(chunks)
@@ -171,10 +171,12 @@ class _Run:
                 out = [choice for choice in out if choice is not None]
                 if out:
                     yield self._event(out)
-        except EngineError as exc:
-            # The status line is long sent: the failure goes in the stream, as OpenAI's API does.
-            self.log.status = exc.status_code
-            yield b"data: " + error_body(exc.error_type, exc.message, exc.param, exc.code) + b"\n\n"
+        except Exception as exc:
+            # The status line is long sent: the failure goes in the stream, as OpenAI's API does, and the
+            # stream still ends with [DONE] so no client waits for more.
+            error = as_platform_error(exc)
+            self.log.status = error.status_code
+            yield b"data: " + envelope(error) + b"\n\n"
             yield b"data: [DONE]\n\n"
             return
         await self.charge(self.usage().total_tokens)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from engines.core.errors import InvalidRequestError
 from engines.protocol import AdapterRef, GenerateRequest, SamplingOptions
-from gateway.errors import InvalidRequest
 from gateway.protocol.chat import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -43,15 +43,15 @@ class ChatPlan(msgspec.Struct, frozen=True, kw_only=True):
 def plan_chat(body: ChatCompletionRequest, *, request_id: str, adapter: AdapterRef | None, max_n: int) -> ChatPlan:
     n = body.n or 1
     if n > max_n:
-        raise InvalidRequest(f"Invalid 'n': at most {max_n} choices can be requested.", param="n", code="invalid_value")
+        raise InvalidRequestError(f"Invalid 'n': at most {max_n} choices can be requested.", param="n", code="invalid_value")
     if body.stream_options is not None and not body.stream:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
             param="stream_options",
             code="invalid_value",
         )
     if body.top_logprobs is not None and not body.logprobs:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             "'logprobs' must be set to true when 'top_logprobs' is used.", param="logprobs", code="invalid_value"
         )
     tool_mode, forced_tool, tools, schema = _plan_tools(body)
@@ -100,7 +100,7 @@ def _plan_tools(
     tools = body.tools or []
     choice = body.tool_choice
     if choice is not None and choice != "none" and not tools:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             "'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice", code="invalid_value"
         )
     if not tools or choice == "none":
@@ -109,7 +109,7 @@ def _plan_tools(
     if isinstance(choice, NamedToolChoice):
         tool = next((t for t in tools if t.function.name == choice.function.name), None)
         if tool is None:
-            raise InvalidRequest(
+            raise InvalidRequestError(
                 f"Tool choice '{choice.function.name}' is not one of the provided tools.",
                 param="tool_choice",
                 code="invalid_value",
@@ -138,7 +138,7 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
     try:
         return {int(token): value for token, value in bias.items()}
     except ValueError:
-        raise InvalidRequest(
+        raise InvalidRequestError(
             "Invalid 'logit_bias': keys must be token ids (integers as strings).",
             param="logit_bias",
             code="invalid_value",
@@ -178,7 +178,7 @@ def _text(index: int, content: str | list[Any]) -> str:
             texts.append(part.refusal)
         else:
             kind = type(part).__struct_config__.tag
-            raise InvalidRequest(
+            raise InvalidRequestError(
                 f"Invalid content part type '{kind}': this model accepts text only.",
                 param=f"messages[{index}].content[{part_index}].type",
                 code="invalid_value",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from engines.adapters import AdapterInfo, AdapterRegistry
+from engines.core.errors import model_not_found
 from engines.protocol import AdapterRef
-from gateway.errors import model_not_found
 from gateway.protocol.models import Model
 
 SHARED_OWNER = "system"

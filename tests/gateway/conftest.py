@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
+from engines.core.settings import Settings
 from engines.resources import plan_resources
 from gateway.app import create_app
 from gateway.services import Services, build_services
 from gateway.serving.models import BaseModelInfo
-from gateway.settings import Settings
 from jobs.scheduler import Scheduler
 from tests.gateway.fakes import FakeEngine
 

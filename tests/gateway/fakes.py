@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from engines.errors import EngineError, EngineUnavailableError
+from engines.core.errors import PlatformError
+from engines.errors import EngineUnavailableError
 from engines.protocol import ChoiceDelta, GenerateChunk, GenerateRequest, TokenLogprob, TopLogprob
 
 
 class FakeEngine:
     """Answers every choice with `reply`, one word per chunk; records the requests it saw."""
 
-    def __init__(self, reply: str = "Hello there friend", *, error: EngineError | None = None) -> None:
+    def __init__(self, reply: str = "Hello there friend", *, error: PlatformError | None = None) -> None:
         self.reply = reply
         self.error = error
         self.fail_after_chunks: int | None = None

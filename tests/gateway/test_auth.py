@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
+from engines.core.settings import Settings, SettingsError
 from gateway.app import create_app
 from gateway.auth import KeyRing
 from gateway.services import Services
-from gateway.settings import Settings, SettingsError
 from jobs.records import ServedModel
 from tests.gateway.conftest import BASE
 from tests.gateway.fakes import FakeEngine

@@ -6,7 +6,8 @@ import json
 
 from litestar.testing import TestClient
 
-from engines.errors import EngineUnavailableError, InvalidRequestError
+from engines.core.errors import InvalidRequestError
+from engines.errors import EngineUnavailableError
 from tests.gateway.conftest import BASE
 from tests.gateway.fakes import FakeEngine
 

@@ -2,8 +2,8 @@ import socket
 
 import pytest
 
+from engines.core.settings import Settings
 from gateway.launcher import proxy_port, uses_direct_ingress
-from gateway.settings import Settings
 
 
 @pytest.fixture(autouse=True)

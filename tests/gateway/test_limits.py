@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
+from engines.core.settings import Settings
 from gateway.app import create_app
 from gateway.limits import SlidingWindows
 from gateway.services import Services
-from gateway.settings import Settings
 from tests.gateway.conftest import BASE
 from tests.gateway.fakes import FakeEngine
 from tests.gateway.test_chat import assert_error

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gateway.settings import DEFAULT_MODEL_ID, Settings, SettingsError
+from engines.core.settings import DEFAULT_MODEL_ID, Settings, SettingsError
 
 
 def test_defaults_follow_the_seed() -> None:

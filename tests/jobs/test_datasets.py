@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from engines.core.errors import InvalidRequestError
 from jobs.datasets import confined_path, load_examples
-from jobs.errors import InvalidRequestError, InvalidTrainingFileError
+from jobs.errors import InvalidTrainingFileError
 from jobs.files import FileService
 from jobs.store import Store
 
