@@ -12,7 +12,7 @@ from bench.servers import MODEL_ID, litellm_proxy, platform, ray_serve_llm, vllm
 
 SCENARIO = "gateways"
 # Requests per concurrency: at c=32 six per client, so that the start-up wave is a small part of the sample
-# and a 20 ms TTFT target can be told from this machine's noise (bench/NOTES.md, section 10).
+# and the c=32 TTFT p50 moves less with this machine's noise (at 96 requests, a third was that wave).
 LEVELS = {1: 8, 8: 32, 32: 192}
 
 

@@ -1,12 +1,15 @@
 """The adapter registry: which LoRA adapter model names exist and where their PEFT directories are.
 
 Admin-placed adapters are the folders `DATA_DIR/adapters/<name>/`; other sources (fine-tuned models)
-add theirs through `extra_sources`. A folder is served only once it is a complete, servable adapter."""
+add theirs through `sources`. A folder is served only once it is a complete, servable adapter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import re
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,13 +22,26 @@ ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,255}$")
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-class AdapterInfo(msgspec.Struct, frozen=True, kw_only=True):
+SHARED_OWNER = "system"
+"""The owner of admin-placed adapters (and the base model), which every caller may use."""
+
+
+class Adapter(msgspec.Struct, frozen=True, kw_only=True):
+    """A LoRA adapter served as a model: admin-placed, or a fine-tuned model or checkpoint. The gateway
+    resolves a model name to it, the engine loads it from `path`, the store keeps fine-tuned ones."""
+
     name: str
     path: str
+    """The local PEFT directory (adapter_config.json and the weights)."""
     parent: str
+    """The base model it adapts."""
     created: int
-    owned_by: str = "system"
-    rank: int = 0
+    owner: str = SHARED_OWNER
+    job_id: str | None = None
+    """The fine-tuning job that made it, for fine-tuned models and checkpoints."""
+
+    def visible_to(self, caller: str) -> bool:
+        return self.owner in (SHARED_OWNER, caller)
 
 
 class AdapterError(ValueError):
@@ -52,7 +68,10 @@ def inspect_adapter(path: Path, *, max_lora_rank: int) -> int:
 
 
 class AdapterRegistry:
-    """Resolves model names to adapters. Folder scans are cached until the folder changes."""
+    """Resolves model names to adapters: admin-placed folders and the `sources` (fine-tuned models in the
+    store). Look-ups read a snapshot in memory; building one touches disk and the store, so it runs in a
+    worker thread, when the snapshot is older than `max_age_s`, after `invalidate()` (a model was published
+    or deleted here), or when a name is missing (it may have been published by another process)."""
 
     def __init__(
         self,
@@ -60,59 +79,77 @@ class AdapterRegistry:
         *,
         base_model_id: str,
         max_lora_rank: int,
-        extra_sources: Iterable[Callable[[], Iterable[AdapterInfo]]] = (),
+        sources: Iterable[Callable[[], Iterable[Adapter]]] = (),
+        max_age_s: float = 5.0,
     ) -> None:
         self.adapters_dir = adapters_dir
         self.base_model_id = base_model_id
         self.max_lora_rank = max_lora_rank
-        self.extra_sources = list(extra_sources)
-        self._scanned_at: float | None = None
-        self._placed: dict[str, AdapterInfo] = {}
+        self.sources = list(sources)
+        self.max_age_s = max_age_s
+        self._snapshot: dict[str, Adapter] = {}
+        self._taken_at = -math.inf
+        self._generation = 0
+        self._refreshing = asyncio.Lock()
+        self._scanned_mtime: float | None = None
+        self._placed: dict[str, Adapter] = {}
         self._rejected: set[str] = set()
 
-    def add_source(self, source: Callable[[], Iterable[AdapterInfo]]) -> None:
-        self.extra_sources.append(source)
+    def invalidate(self) -> None:
+        self._taken_at = -math.inf
 
-    def all(self) -> list[AdapterInfo]:
+    async def all(self) -> list[Adapter]:
+        if time.monotonic() - self._taken_at > self.max_age_s:
+            await self._refresh()
+        return sorted(self._snapshot.values(), key=lambda adapter: (adapter.created, adapter.name))
+
+    async def get(self, name: str) -> Adapter | None:
+        if name not in self._snapshot or time.monotonic() - self._taken_at > self.max_age_s:
+            await self._refresh()
+        return self._snapshot.get(name)
+
+    async def _refresh(self) -> None:
+        """One refresh at a time; callers that waited for a running one use its result."""
+        seen = self._generation
+        async with self._refreshing:
+            if self._generation == seen:
+                taken_at = time.monotonic()
+                self._snapshot = await asyncio.to_thread(self._collect)
+                self._taken_at, self._generation = taken_at, self._generation + 1
+
+    def _collect(self) -> dict[str, Adapter]:
         adapters = dict(self._scan())
-        for source in self.extra_sources:
-            adapters.update({info.name: info for info in source()})
-        return sorted(adapters.values(), key=lambda info: (info.created, info.name))
+        for source in self.sources:
+            adapters.update({adapter.name: adapter for adapter in source()})
+        return adapters
 
-    def get(self, name: str) -> AdapterInfo | None:
-        return next((info for info in self.all() if info.name == name), None)
-
-    def _scan(self) -> dict[str, AdapterInfo]:
+    def _scan(self) -> dict[str, Adapter]:
         try:
             mtime = self.adapters_dir.stat().st_mtime
         except FileNotFoundError:
             return {}
-        if mtime == self._scanned_at:
+        if mtime == self._scanned_mtime:
             return self._placed
         placed = {}
         for folder in sorted(self.adapters_dir.iterdir()):
             if not folder.is_dir() or folder.name.startswith("."):
                 continue
-            info = self._placed_adapter(folder)
-            if info is not None:
-                placed[info.name] = info
-        self._placed, self._scanned_at = placed, mtime
+            adapter = self._placed_adapter(folder)
+            if adapter is not None:
+                placed[adapter.name] = adapter
+        self._placed, self._scanned_mtime = placed, mtime
         return placed
 
-    def _placed_adapter(self, folder: Path) -> AdapterInfo | None:
+    def _placed_adapter(self, folder: Path) -> Adapter | None:
         try:
             if not ADAPTER_NAME.match(folder.name):
                 raise AdapterError(f"{folder.name!r} is not a valid model name")
-            rank = inspect_adapter(folder, max_lora_rank=self.max_lora_rank)
+            inspect_adapter(folder, max_lora_rank=self.max_lora_rank)
         except AdapterError as exc:
             if folder.name not in self._rejected:
                 self._rejected.add(folder.name)
                 log.warning("adapter_skipped", folder=str(folder), reason=str(exc))
             return None
-        return AdapterInfo(
-            name=folder.name,
-            path=str(folder.resolve()),
-            parent=self.base_model_id,
-            created=int(folder.stat().st_mtime),
-            rank=rank,
+        return Adapter(
+            name=folder.name, path=str(folder.resolve()), parent=self.base_model_id, created=int(folder.stat().st_mtime)
         )

@@ -14,12 +14,13 @@ from ray import serve
 from vllm.lora.request import LoRARequest
 
 from engines import cpu_binding, lora_cpu
+from engines.adapters import Adapter
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
 from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
 from engines.parking import EngineParking
-from engines.protocol import AdapterRef, GenerateChunk, GenerateRequest
+from engines.protocol import GenerateChunk, GenerateRequest
 
 
 class EngineDeployment:
@@ -65,7 +66,7 @@ class EngineDeployment:
             async for chunk in self.engine.generate(request, lora):
                 yield chunk
 
-    async def _lora_for(self, adapter: AdapterRef) -> LoRARequest:
+    async def _lora_for(self, adapter: Adapter) -> LoRARequest:
         self._adapter_paths[adapter.name] = adapter.path
         return await self._load_adapter(adapter.name)
 

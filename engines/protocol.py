@@ -7,12 +7,7 @@ from typing import Any
 
 import msgspec
 
-
-class AdapterRef(msgspec.Struct, frozen=True):
-    """A LoRA adapter model: its name and its local PEFT directory, resolved by the gateway's registry."""
-
-    name: str
-    path: str
+from engines.adapters import Adapter
 
 
 class SamplingOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,7 +34,7 @@ class GenerateRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Chat messages in the shape the model's chat template expects (content as a string)."""
     sampling: SamplingOptions
     tools: list[dict[str, Any]] | None = None
-    adapter: AdapterRef | None = None
+    adapter: Adapter | None = None
 
 
 class TopLogprob(msgspec.Struct, frozen=True, array_like=True):

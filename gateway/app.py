@@ -1,54 +1,73 @@
-"""The Litestar application: routes, the error envelope, the access log. Services are injected, so the
-same app runs behind Ray Serve with real engines or in tests with a fake one."""
+"""The Litestar application: routes, the error envelope, the access log, and the generated OpenAPI
+document. Services are injected, so the same app runs behind Ray Serve with real engines or in tests
+with a fake one."""
 
 from __future__ import annotations
 
-from litestar import Litestar
+from typing import Any
+
+from litestar import Litestar, Request, get
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
 
 from engines.core.settings import Settings
-from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware
+from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware, caller
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
 from gateway.limits import Limiter, LocalLimiter
 from gateway.observability import AccessLogMiddleware
-from gateway.routes import files as file_routes
-from gateway.routes import fine_tuning as job_routes
-from gateway.routes import seed_jobs
-from gateway.routes.chat import create_chat_completion
-from gateway.routes.docs import openapi_json
-from gateway.routes.health import health
-from gateway.routes.models import list_models, retrieve_model
-from gateway.routes.seed import seed_chat
+from gateway.requests import PlatformRequest
+from gateway.routes import chat, files, fine_tuning, health, models, seed
 from gateway.serving.chat import ChatService
 from gateway.serving.models import ModelCatalog
 from jobs.files import FileService
 from jobs.service import FineTuningService
 
+API_VERSION = "0.1.0"
+
+
+@get("/openapi.json", include_in_schema=False)
+async def openapi_json(request: Request) -> dict[str, Any]:
+    """The OpenAPI document Litestar generates from the handlers' types."""
+    return request.app.openapi_schema.to_schema()
+
+
 ROUTES = [
-    health,
+    health.health,
     openapi_json,
-    list_models,
-    retrieve_model,
-    create_chat_completion,
-    seed_chat,
-    file_routes.upload_file,
-    file_routes.list_files,
-    file_routes.retrieve_file,
-    file_routes.file_content,
-    file_routes.delete_file,
-    job_routes.create_job,
-    job_routes.list_jobs,
-    job_routes.retrieve_job,
-    job_routes.cancel_job,
-    job_routes.list_events,
-    job_routes.list_checkpoints,
-    seed_jobs.seed_fine_tune,
-    seed_jobs.seed_list_jobs,
-    seed_jobs.seed_get_job,
-    seed_jobs.seed_cancel_job,
+    models.list_models,
+    models.retrieve_model,
+    chat.create_chat_completion,
+    files.upload_file,
+    files.list_files,
+    files.retrieve_file,
+    files.file_content,
+    files.delete_file,
+    fine_tuning.create_job,
+    fine_tuning.list_jobs,
+    fine_tuning.retrieve_job,
+    fine_tuning.cancel_job,
+    fine_tuning.list_events,
+    fine_tuning.list_checkpoints,
+    seed.seed_chat,
+    seed.seed_fine_tune,
+    seed.seed_list_jobs,
+    seed.seed_get_job,
+    seed.seed_cancel_job,
 ]
+
+
+def _provide(value: object) -> Provide:
+    async def provider() -> object:
+        return value
+
+    return Provide(provider)
+
+
+async def _owner(request: Request) -> str:
+    return caller(request)
 
 
 def create_app(
@@ -62,19 +81,23 @@ def create_app(
     """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process."""
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
         limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
-    chat = ChatService(engine, models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None)
+    chat_service = ChatService(engine, models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None)
     middleware = [AccessLogMiddleware, DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings))]
     if limiter is not None and settings.rate_limit_rpm:
         middleware.append(DefineMiddleware(RateLimitMiddleware, limiter=limiter))
-    state = {"engine": engine, "models": models, "chat": chat, "files": files, "fine_tuning": fine_tuning}
+    services = {"engine": engine, "models": models, "chat": chat_service, "files": files, "fine_tuning": fine_tuning}
     return Litestar(
         route_handlers=ROUTES,
-        state=State({**state, "settings": settings}),
+        dependencies={"owner": Provide(_owner), **{name: _provide(value) for name, value in services.items()}},
+        state=State({"settings": settings}),
+        request_class=PlatformRequest,
         exception_handlers={Exception: handle_exception},
         middleware=middleware,
         on_startup=[fine_tuning.recover],
         on_shutdown=[fine_tuning.scheduler.close],
         request_max_body_size=max(settings.max_upload_bytes + 1024 * 1024, settings.max_request_bytes),
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(
+            title="LLM platform", version=API_VERSION, path="/docs", render_plugins=[], create_examples=False
+        ),
         debug=False,
     )

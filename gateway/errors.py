@@ -45,6 +45,12 @@ def as_platform_error(exc: BaseException, *, method: str = "", path: str = "") -
     if isinstance(exc, ValidationException):
         return _validation_error(exc)
     if isinstance(exc, HTTPException):
+        if exc.detail == "Invalid multipart/form-data":  # the only multipart route is the file upload
+            return InvalidRequestError(
+                "Missing required parameter: 'file' (send the file as a multipart/form-data upload).",
+                param="file",
+                code="missing_required_parameter",
+            )
         if exc.status_code == 413:
             return PayloadTooLargeError(f"The request body is too large: {exc.detail}.", code="payload_too_large")
         kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"

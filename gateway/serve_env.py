@@ -2,7 +2,7 @@
 takes that part, because Serve's cannot share or reliably rebind SERVE_PORT): gRPC between the proxy, the
 gateway and the engines instead of Ray object references, and user code and request routing on each
 replica's own event loop. Together they take about 7 ms off a request's time to first token on a 2-core
-machine (bench/NOTES.md, section 8).
+machine (the platform's own share at c=1 fell from 20 to 13 ms).
 
 Serve reads these when `ray.serve` is first imported, and a handle keeps the transport of the process that
 made it, so `apply` must run before that import in the launcher; Ray's processes inherit the environment.

@@ -10,7 +10,9 @@ from engines.core.settings import Settings
 from engines.resources import ResourcePlan
 from gateway.serving.models import BaseModelInfo, ModelCatalog
 from jobs.files import FileService
-from jobs.scheduler import Scheduler, TrainingPlacement
+from jobs.progress import TrainerLauncher
+from jobs.runner import RayTrainerLauncher, TrainingPlacement
+from jobs.scheduler import Scheduler
 from jobs.service import FineTuningService
 from jobs.store import Store
 
@@ -21,24 +23,29 @@ class Services(msgspec.Struct, frozen=True, kw_only=True):
     fine_tuning: FineTuningService
 
 
-def build_services(settings: Settings, plan: ResourcePlan, base: BaseModelInfo) -> Services:
+def build_services(
+    settings: Settings, plan: ResourcePlan, base: BaseModelInfo, launcher: TrainerLauncher | None = None
+) -> Services:
+    """`launcher` starts training runs: Ray actors placed by the resource plan unless one is given."""
     store = Store(settings.store_path)
     files = FileService(store, settings.data_path / "files", max_bytes=settings.max_upload_bytes)
     roots = [settings.data_path]
-    placement = TrainingPlacement(
-        cpus=plan.trainer_cpus,
-        gpus=plan.trainer_gpus,
-        parallel_jobs=plan.max_parallel_jobs,
-        threads=settings.training_threads or len(cpu_binding.node_cores()),
-    )
+    threads = settings.training_threads or len(cpu_binding.node_cores())
+    if launcher is None:
+        placement = TrainingPlacement(
+            cpus=plan.trainer_cpus, gpus=plan.trainer_gpus, parallel_jobs=plan.max_parallel_jobs, threads=threads
+        )
+        launcher = RayTrainerLauncher(placement, settings.log_level)
     scheduler = Scheduler(
         store,
         files,
+        launcher,
         base_model_path=base.root,
         data_roots=roots,
-        placement=placement,
+        parallel_jobs=plan.max_parallel_jobs,
+        training_threads=threads,
+        has_gpu=plan.trainer_gpus > 0,
         max_lora_rank=settings.max_lora_rank,
-        log_level=settings.log_level,
     )
     fine_tuning = FineTuningService(
         store,
@@ -53,6 +60,7 @@ def build_services(settings: Settings, plan: ResourcePlan, base: BaseModelInfo) 
         settings.adapters_path,
         base_model_id=base.id,
         max_lora_rank=settings.max_lora_rank,
-        extra_sources=[fine_tuning.served_adapters],
+        sources=[fine_tuning.served_adapters],
     )
+    scheduler.on_models_published.append(registry.invalidate)
     return Services(models=ModelCatalog(base, registry), files=files, fine_tuning=fine_tuning)

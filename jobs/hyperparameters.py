@@ -111,6 +111,10 @@ _CHECKS: dict[str, Any] = {
 
 
 def _check(raw: Any, max_lora_rank: int) -> _Checked:
+    return _Checked(**_checked_values(raw, max_lora_rank))
+
+
+def _checked_values(raw: Any, max_lora_rank: int) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidHyperparameterError("Invalid hyperparameters: must be an object", param="hyperparameters")
     values: dict[str, Any] = {}
@@ -125,12 +129,14 @@ def _check(raw: Any, max_lora_rank: int) -> _Checked:
         values["n_epochs"] = alias
     if values.get("lora_r", 0) > max_lora_rank:
         raise _error("lora_r", f"must be at most {max_lora_rank}, the serving engine's MAX_LORA_RANK")
-    return _Checked(**values)
+    return values
 
 
-def validate_hyperparameters(raw: Any, max_lora_rank: int = 64) -> None:
-    """Check types and ranges before the training file is read (at job creation); raises on the first error."""
-    _check(raw, max_lora_rank)
+def validate_hyperparameters(raw: Any, max_lora_rank: int = 64) -> dict[str, Any]:
+    """Check types and ranges before the training file is read (at job creation); raises on the first error.
+    Returns the values given, normalized (a whole-number 2.0 is 2, `num_epochs` is `n_epochs`, "auto" stays)."""
+    values = _checked_values(raw, max_lora_rank)
+    return {name: AUTO if value is None else value for name, value in values.items()}
 
 
 def auto_epochs(n_examples: int) -> int:

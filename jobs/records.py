@@ -98,17 +98,6 @@ class JobCheckpoint(msgspec.Struct, kw_only=True):
     object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
 
 
-class ServedModel(msgspec.Struct, kw_only=True, frozen=True):
-    """A fine-tuned model (or checkpoint) registered for serving."""
-
-    name: str
-    path: str
-    parent: str
-    owner: str
-    created: int
-    job_id: str
-
-
 class JobCreateRequest(msgspec.Struct, kw_only=True, frozen=True):
     """The body of `POST /v1/fine_tuning/jobs`."""
 

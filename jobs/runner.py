@@ -1,64 +1,34 @@
-"""The trainer as a Ray actor. It is threaded: `run` trains in one thread while `drain` and `cancel`
-answer from others, so the job service can stream progress into the store and stop a run at a step."""
+"""Training runs as Ray actors. The actor is threaded: `run` trains in one thread while `drain` and
+`cancel` answer from others, so the scheduler streams progress into the store and stops a run at a step."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-import threading
-from collections import deque
-from typing import Any
 
+import msgspec
 import ray
 import structlog
 
 from engines import cpu_binding
+from engines.core.errors import PlatformError
 from engines.core.logs import configure_logging
 from engines.parking import training_in_progress
+from jobs.progress import BufferedReporter, Progress
 from jobs.trainer import TrainingResult, TrainingSpec, run_training
 
-ProgressEvent = tuple[str, dict[str, Any]]
 TRAINING_NICENESS = 10
+DRAIN_TIMEOUT_S = 10.0
 
 
-class BufferedReporter:
-    """Collects a run's progress until the job service drains it."""
+class TrainingPlacement(msgspec.Struct, frozen=True, kw_only=True):
+    """What one training actor asks of Ray, and how many may run at once."""
 
-    def __init__(self) -> None:
-        self._events: deque[ProgressEvent] = deque()
-        self.cancelled = threading.Event()
-
-    def metrics(
-        self,
-        step: int,
-        total_steps: int,
-        train_loss: float,
-        train_mean_token_accuracy: float | None,
-        valid_loss: float | None,
-    ) -> None:
-        data = {
-            "step": step,
-            "total_steps": total_steps,
-            "train_loss": train_loss,
-            "train_mean_token_accuracy": train_mean_token_accuracy,
-        }
-        if valid_loss is not None:
-            data["valid_loss"] = valid_loss
-        self._events.append(("metrics", data))
-
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: dict[str, Any]) -> None:
-        self._events.append(("checkpoint", {"step": step, "epoch": epoch, "path": path, "metrics": metrics}))
-
-    def message(self, level: str, text: str) -> None:
-        self._events.append(("message", {"level": level, "text": text}))
-
-    def should_cancel(self) -> bool:
-        return self.cancelled.is_set()
-
-    def drain(self) -> list[ProgressEvent]:
-        events = []
-        while self._events:
-            events.append(self._events.popleft())
-        return events
+    cpus: float
+    gpus: float
+    parallel_jobs: int
+    threads: int
 
 
 @ray.remote(max_concurrency=4)
@@ -78,8 +48,49 @@ class TrainerActor:
         with training_in_progress():  # idle engines on this node stop while it trains (engines.parking)
             return run_training(spec, self.reporter)
 
-    def drain(self) -> list[ProgressEvent]:
+    def drain(self) -> list[Progress]:
         return self.reporter.drain()
 
     def cancel(self) -> None:
         self.reporter.cancelled.set()
+
+
+class RayTrainingRun:
+    def __init__(self, actor: ray.actor.ActorHandle, spec: TrainingSpec) -> None:
+        self._actor = actor
+        self._result = actor.run.remote(spec)
+
+    async def result(self) -> TrainingResult:
+        try:
+            return await self._result
+        except ray.exceptions.RayTaskError as exc:
+            raise exc.cause if isinstance(exc.cause, Exception) else exc from None
+
+    async def drain(self) -> list[Progress]:
+        try:
+            return await asyncio.wait_for(self._actor.drain.remote(), timeout=DRAIN_TIMEOUT_S)
+        except Exception:
+            return []  # a dead actor is reported through the run's own result
+
+    def cancel(self) -> None:
+        self._actor.cancel.remote()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(self._actor)
+
+
+class RayTrainerLauncher:
+    def __init__(self, placement: TrainingPlacement, log_level: str) -> None:
+        self.placement = placement
+        self.log_level = log_level
+
+    def start(self, job_id: str, spec: TrainingSpec) -> RayTrainingRun:
+        if not ray.is_initialized():  # never start a stray local cluster from a library call
+            raise PlatformError("Training needs the platform's Ray cluster, which is not running.", code="no_cluster")
+        actor = TrainerActor.options(
+            num_cpus=self.placement.cpus,
+            num_gpus=self.placement.gpus,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.placement.threads), "HF_HUB_OFFLINE": "1"}},
+        ).remote(job_id, self.log_level)
+        return RayTrainingRun(actor, spec)

@@ -1,5 +1,7 @@
 """Runs fine-tuning jobs: validates their files, queues them until the resource plan has room, trains each
-in a Ray actor placed with training's share of the cluster, and records progress, checkpoints and results."""
+through the launcher (a Ray actor placed with training's share of the cluster), and records progress,
+checkpoints and results. Every status it writes is conditional on the status it read, so a cancel answered
+by the API is never overturned."""
 
 from __future__ import annotations
 
@@ -7,22 +9,23 @@ import asyncio
 import random
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import ray
 import structlog
 
+from engines.adapters import Adapter
 from engines.core.errors import PlatformError
 from jobs.datasets import load_examples
 from jobs.errors import TrainingCancelled
 from jobs.files import FileService, new_id
 from jobs.hyperparameters import resolve_hyperparameters
-from jobs.records import CheckpointMetrics, FineTuningJob, JobCheckpoint, JobEvent, ServedModel
+from jobs.progress import CheckpointReport, MetricsReport, TrainerLauncher, TrainingRun
+from jobs.records import ACTIVE_STATUSES, CheckpointMetrics, FineTuningJob, JobCheckpoint, JobEvent
 from jobs.records import JobError as JobErrorRecord
 from jobs.results import metrics_csv
-from jobs.runner import TrainerActor
 from jobs.store import Store
 from jobs.trainer import TrainingResult, TrainingSpec
 
@@ -30,15 +33,6 @@ log = structlog.get_logger("jobs.scheduler")
 
 CANCEL_GRACE_S = 15.0
 POLL_S = 1.0
-
-
-class TrainingPlacement(msgspec.Struct, frozen=True, kw_only=True):
-    """What one training actor asks of Ray, and how many may run at once."""
-
-    cpus: float
-    gpus: float
-    parallel_jobs: int
-    threads: int
 
 
 class JobContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,21 +48,25 @@ class Scheduler:
         self,
         store: Store,
         files: FileService,
+        launcher: TrainerLauncher,
         *,
         base_model_path: str,
         data_roots: list[Path],
-        placement: TrainingPlacement,
+        parallel_jobs: int,
+        training_threads: int,
+        has_gpu: bool,
         max_lora_rank: int,
-        log_level: str,
     ) -> None:
         self.store = store
         self.files = files
+        self.launcher = launcher
         self.base_model_path = base_model_path
         self.data_roots = data_roots
-        self.placement = placement
+        self.training_threads = training_threads
+        self.has_gpu = has_gpu
         self.max_lora_rank = max_lora_rank
-        self.log_level = log_level
-        self._slots = asyncio.Semaphore(max(1, placement.parallel_jobs))
+        self.on_models_published: list[Callable[[], None]] = []
+        self._slots = asyncio.Semaphore(max(1, parallel_jobs))
         self._tasks: dict[str, asyncio.Task] = {}
         self._cancel_requested: set[str] = set()
 
@@ -115,21 +113,20 @@ class Scheduler:
                 context.hyperparameters,
                 n_examples=len(train),
                 max_lora_rank=self.max_lora_rank,
-                has_cuda=self.placement.gpus > 0,
+                has_cuda=self.has_gpu,
             )
         except PlatformError as exc:
             self._fail(job_id, exc.code or "invalid_training_file", exc.message, exc.param)
             return None
         for warning in warnings:
             self.event(job_id, "warn", warning)
-        if self._cancelled(job_id):
-            return None
         job = self._job(job_id)
         job.hyperparameters = msgspec.convert(resolved.openai_view(), type(job.hyperparameters))
         if job.method is not None and job.method.supervised is not None:
             job.method.supervised.hyperparameters = resolved.openai_view()
         job.status = "queued"
-        self.store.save_job(job)
+        if self._cancelled(job_id) or not self.store.save_job(job, expect=("validating_files",)):
+            return None
         self.event(job_id, "info", f"Files validated ({len(train)} examples), moving job to queued state")
         return TrainingSpec(
             base_model_path=self.base_model_path,
@@ -139,7 +136,7 @@ class Scheduler:
             hyperparameters=resolved,
             base_model_id=job.model,
             seed=job.seed,
-            threads=self.placement.threads,
+            threads=self.training_threads,
             metrics_every=1,
         )
 
@@ -152,103 +149,92 @@ class Scheduler:
         return train, valid
 
     async def _train(self, job_id: str, context: JobContext, spec: TrainingSpec) -> None:
-        if not ray.is_initialized():  # never start a stray local cluster from a library call
-            self._fail(job_id, "no_cluster", "Training needs the platform's Ray cluster, which is not running.")
-            return
         job = self._job(job_id)
         job.status = "running"
-        self.store.save_job(job)
+        if not self.store.save_job(job, expect=("queued",)):
+            return
         self.event(job_id, "info", "Fine-tuning job started")
-        actor = TrainerActor.options(
-            num_cpus=self.placement.cpus,
-            num_gpus=self.placement.gpus,
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.placement.threads), "HF_HUB_OFFLINE": "1"}},
-        ).remote(job_id, self.log_level)
+        try:
+            run = self.launcher.start(job_id, spec)
+        except PlatformError as exc:
+            self._fail(job_id, exc.code or "trainer_failed", exc.message)
+            return
         started = time.time()
-        result_ref = actor.run.remote(spec)
-        result_future = asyncio.wrap_future(result_ref.future())
+        result_task = asyncio.ensure_future(run.result())
         cancel_sent_at: float | None = None
         try:
             while True:
-                done, _ = await asyncio.wait([result_future], timeout=POLL_S)
-                await self._record_progress(job_id, context, actor, started)
+                done, _ = await asyncio.wait([result_task], timeout=POLL_S)
+                await self._record_progress(job_id, context, run, started)
                 if done:
                     break
                 if self._cancelled(job_id) and cancel_sent_at is None:
                     cancel_sent_at = time.monotonic()
-                    actor.cancel.remote()
+                    run.cancel()
                 if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_S:
-                    log.warning("cancel_grace_expired_killing_actor")
-                    ray.kill(actor)
+                    log.warning("cancel_grace_expired_killing_trainer")
+                    run.kill()
                     cancel_sent_at = float("inf")
             try:
-                result: TrainingResult = result_future.result()
+                result = result_task.result()
             except Exception as exc:
-                cause = getattr(exc, "cause", None) or exc
-                if isinstance(cause, TrainingCancelled) or self._cancelled(job_id):
+                if isinstance(exc, TrainingCancelled) or self._cancelled(job_id):
                     self._finish_cancelled(job_id)
                 else:
-                    self._fail(job_id, "trainer_failed", f"Training failed: {_short(cause)}")
+                    self._fail(job_id, "trainer_failed", f"Training failed: {_short(exc)}")
                 return
             await self._succeed(job_id, context, result)
         finally:
-            ray.kill(actor)
+            result_task.cancel()
+            run.kill()
 
-    async def _record_progress(self, job_id: str, context: JobContext, actor: Any, started: float) -> None:
-        try:
-            progress = await asyncio.wait_for(asyncio.wrap_future(actor.drain.remote().future()), timeout=10)
-        except Exception:
-            return  # a dead actor is reported through the run's own result
-        for kind, data in progress:
-            if kind == "metrics":
-                self._metrics_event(job_id, data, started)
-            elif kind == "checkpoint":
-                self._checkpoint(job_id, context, data)
+    async def _record_progress(self, job_id: str, context: JobContext, run: TrainingRun, started: float) -> None:
+        for report in await run.drain():
+            if isinstance(report, MetricsReport):
+                self._metrics_event(job_id, report, started)
+            elif isinstance(report, CheckpointReport):
+                self._checkpoint(job_id, context, report)
             else:
-                self.event(job_id, "warn" if data["level"] in ("warn", "warning") else data["level"], data["text"])
+                self.event(job_id, "warn" if report.level in ("warn", "warning") else report.level, report.text)
 
-    def _metrics_event(self, job_id: str, data: dict[str, Any], started: float) -> None:
-        step, total = data["step"], data["total_steps"]
-        message = f"Step {step}/{total}: training loss={data['train_loss']:.4f}"
-        if data.get("valid_loss") is not None:
-            message += f", validation loss={data['valid_loss']:.4f}"
-        self.event(job_id, "info", message, data=data, kind="metrics")
-        if 0 < step < total:
+    def _metrics_event(self, job_id: str, report: MetricsReport, started: float) -> None:
+        row, total = report.row, report.total_steps
+        message = f"Step {row.step}/{total}: training loss={row.train_loss:.4f}"
+        if row.valid_loss is not None:
+            message += f", validation loss={row.valid_loss:.4f}"
+        self.event(job_id, "info", message, data=row.event_data(total), kind="metrics")
+        if 0 < row.step < total:
             job = self._job(job_id)
-            job.estimated_finish = int(started + (time.time() - started) * total / step)
-            self.store.save_job(job)
+            job.estimated_finish = int(started + (time.time() - started) * total / row.step)
+            self.store.save_job(job, expect=("running",))
 
-    def _checkpoint(self, job_id: str, context: JobContext, data: dict[str, Any]) -> None:
-        step = data["step"]
-        metrics = {k: v for k, v in data["metrics"].items() if k in CheckpointMetrics.__struct_fields__}
+    def _checkpoint(self, job_id: str, context: JobContext, report: CheckpointReport) -> None:
+        metrics = report.metrics.checkpoint_metrics() if report.metrics else CheckpointMetrics(step=report.step)
         checkpoint = JobCheckpoint(
             id=new_id("ftckpt"),
             created_at=int(time.time()),
-            fine_tuned_model_checkpoint=f"{context.fine_tuned_model}:ckpt-step-{step}",
+            fine_tuned_model_checkpoint=f"{context.fine_tuned_model}:ckpt-step-{report.step}",
             fine_tuning_job_id=job_id,
-            metrics=msgspec.convert({"step": step, **metrics}, CheckpointMetrics),
-            step_number=step,
+            metrics=metrics,
+            step_number=report.step,
         )
-        self.store.add_checkpoint(checkpoint, path=Path(data["path"]))
+        self.store.add_checkpoint(checkpoint, path=Path(report.path))
 
     async def _succeed(self, job_id: str, context: JobContext, result: TrainingResult) -> None:
         job = self._job(job_id)
         results = self.files.store_result(
             owner=context.owner, filename="step_metrics.csv", content=metrics_csv(result.step_metrics)
         )
-        created = int(time.time())
-        models = [
-            ServedModel(
-                name=context.fine_tuned_model,
-                path=result.adapter_path,
-                parent=job.model,
-                owner=context.owner,
-                created=created,
-                job_id=job_id,
-            )
-        ]
-        models += [
-            ServedModel(
+        adapter = Adapter(
+            name=context.fine_tuned_model,
+            path=result.adapter_path,
+            parent=job.model,
+            owner=context.owner,
+            created=int(time.time()),
+            job_id=job_id,
+        )
+        checkpoints = [
+            Adapter(
                 name=ckpt.fine_tuned_model_checkpoint,
                 path=str(path),
                 parent=job.model,
@@ -258,17 +244,21 @@ class Scheduler:
             )
             for ckpt, path in self.store.checkpoint_paths(job_id)
         ]
-        for model in models:
-            self.store.add_model(model)
-        if context.copy_to:
-            await asyncio.to_thread(shutil.copytree, result.adapter_path, context.copy_to, dirs_exist_ok=True)
         job.fine_tuned_model = context.fine_tuned_model
         job.trained_tokens = result.trained_tokens
         job.result_files = [results.id]
         job.status = "succeeded"
         job.finished_at = int(time.time())
         job.estimated_finish = None
-        self.store.save_job(job)
+        if not self.store.publish_job(job, [adapter, *checkpoints]):
+            # Cancelled after the trainer's last check: the cancel was answered first, so it wins.
+            self.files.delete(results.id, owner=context.owner)
+            self._finish_cancelled(job_id)
+            return
+        for listener in self.on_models_published:
+            listener()
+        if context.copy_to:
+            await asyncio.to_thread(shutil.copytree, result.adapter_path, context.copy_to, dirs_exist_ok=True)
         self.event(
             job_id,
             "info",
@@ -289,7 +279,8 @@ class Scheduler:
         if job.status != "cancelled":
             job.status = "cancelled"
             job.finished_at = int(time.time())
-            self.store.save_job(job)
+            job.estimated_finish = None
+            self.store.save_job(job, expect=ACTIVE_STATUSES)
         self.event(job_id, "info", "Training stopped; the job was cancelled and no model was published")
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
@@ -300,7 +291,8 @@ class Scheduler:
         job.error = JobErrorRecord(code=code, message=message, param=param)
         job.finished_at = int(time.time())
         job.estimated_finish = None
-        self.store.save_job(job)
+        if not self.store.save_job(job, expect=ACTIVE_STATUSES):
+            return
         self.event(job_id, "error", message)
         log.warning("job_failed", code=code, message=message)
 

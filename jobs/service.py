@@ -3,6 +3,7 @@ checkpoints; restart recovery; and the fine-tuned models the engines serve."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from engines.adapters import AdapterInfo
+from engines.adapters import Adapter
 from engines.core.errors import InvalidRequestError, NotFoundError, PlatformError
 from jobs.datasets import confined_path, is_file_id, looks_local
 from jobs.files import FileService, new_id
@@ -57,15 +58,20 @@ class FineTuningService:
 
     # --- API -----------------------------------------------------------------------------------------
 
-    def create(self, request: JobCreateRequest, *, owner: str, copy_to: str | None = None) -> FineTuningJob:
+    async def create(self, request: JobCreateRequest, *, owner: str, copy_to: str | None = None) -> FineTuningJob:
+        """Validates and stores the job (in a worker thread: it reads files and writes the store), then queues it."""
+        job, context = await asyncio.to_thread(self._register, request, owner, copy_to)
+        self.scheduler.submit(job.id, context)
+        return job
+
+    def _register(self, request: JobCreateRequest, owner: str, copy_to: str | None) -> tuple[FineTuningJob, JobContext]:
         if request.model != self.base_model_id:
             raise NotFoundError(
                 f"The model '{request.model}' does not exist or cannot be fine-tuned; fine-tunable: {self.base_model_id}.",
                 param="model",
                 code="model_not_found",
             )
-        hyperparameters = self._hyperparameters(request)
-        validate_hyperparameters(hyperparameters, self.max_lora_rank)
+        hyperparameters = validate_hyperparameters(self._hyperparameters(request), self.max_lora_rank)
         for param, reference in (("training_file", request.training_file), ("validation_file", request.validation_file)):
             if reference is not None:
                 self._check_data_reference(reference, param=param, owner=owner)
@@ -106,8 +112,7 @@ class FineTuningService:
         )
         self.store.save_context(job_id, msgspec.json.encode(context))
         self.scheduler.event(job_id, "info", f"Created fine-tuning job: {job_id}")
-        self.scheduler.submit(job_id, context)
-        return job
+        return job, context
 
     def get(self, job_id: str, *, owner: str) -> FineTuningJob:
         job = self.store.get_job(job_id, owner=owner)
@@ -126,11 +131,12 @@ class FineTuningService:
                 param="fine_tuning_job_id",
                 code="invalid_state",
             )
-        self.scheduler.request_cancel(job_id)
         job.status = "cancelled"
         job.finished_at = int(time.time())
         job.estimated_finish = None
-        self.store.save_job(job)
+        if not self.store.save_job(job, expect=ACTIVE_STATUSES):
+            return self.cancel(job_id, owner=owner)  # it finished meanwhile: answered from its final status
+        self.scheduler.request_cancel(job_id)
         self.scheduler.event(job_id, "info", "Job cancellation requested")
         return job
 
@@ -144,11 +150,9 @@ class FineTuningService:
 
     # --- serving and recovery ------------------------------------------------------------------------
 
-    def served_adapters(self) -> list[AdapterInfo]:
-        return [
-            AdapterInfo(name=m.name, path=m.path, parent=m.parent, created=m.created, owned_by=m.owner)
-            for m in self.store.list_models()
-        ]
+    def served_adapters(self) -> list[Adapter]:
+        """Fine-tuned models and checkpoints (blocking: reads the store)."""
+        return self.store.list_models()
 
     def recover(self) -> None:
         """After a restart: jobs that were training fail with a clear event; waiting ones run again."""
@@ -162,12 +166,12 @@ class FineTuningService:
                     code="platform_restarted",
                     message="The platform stopped while this job was training; the job was marked failed. Create it again.",
                 )
-                self.store.save_job(job)
+                self.store.save_job(job, expect=ACTIVE_STATUSES)
                 self.scheduler.event(job.id, "error", job.error.message)
                 log.warning("job_failed_by_restart", job_id=job.id)
             else:
                 job.status = "validating_files"
-                self.store.save_job(job)
+                self.store.save_job(job, expect=ACTIVE_STATUSES)
                 self.scheduler.event(job.id, "info", "The platform restarted; the job is validated and queued again")
                 self.scheduler.submit(job.id, context)
 

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
+import structlog
 
-from jobs.records import ACTIVE_STATUSES, FileObject, FineTuningJob, JobCheckpoint, JobEvent, ServedModel
+from engines.adapters import Adapter
+from jobs.records import (
+    ACTIVE_STATUSES,
+    FileObject,
+    FineTuningJob,
+    Hyperparameters,
+    JobCheckpoint,
+    JobEvent,
+    JobStatus,
+)
+from jobs.records import JobError as JobErrorRecord
 
 T = TypeVar("T")
+log = structlog.get_logger("jobs.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -86,7 +99,7 @@ class Store:
         if purpose is not None:
             where.append("purpose = ?")
             args.append(purpose)
-        return self._page("files", where, args, after=after, limit=limit, ascending=ascending, kind=FileObject)
+        return self._page("files", where, args, after=after, limit=limit, ascending=ascending, decode=_decoder(FileObject))
 
     def delete_file(self, file_id: str, *, owner: str) -> Path | None:
         with self._transaction() as db:
@@ -105,32 +118,60 @@ class Store:
                 (job.id, owner, job.status, msgspec.json.encode(job)),
             )
 
-    def save_job(self, job: FineTuningJob) -> None:
+    def save_job(self, job: FineTuningJob, *, expect: tuple[JobStatus, ...]) -> bool:
+        """Writes `job` only while its stored status is one of `expect`, so a change made meanwhile by
+        someone else (a cancel) is never overwritten. Returns whether it was written."""
         with self._transaction() as db:
-            db.execute("UPDATE jobs SET status = ?, body = ? WHERE id = ?", (job.status, msgspec.json.encode(job), job.id))
+            return _update_job(db, job, expect)
+
+    def publish_job(self, job: FineTuningJob, models: list[Adapter]) -> bool:
+        """Writes the succeeded job and registers its models in one transaction, only while the job is still
+        running: a cancel that was answered first wins, and nothing is published."""
+        with self._transaction() as db:
+            if not _update_job(db, job, ("running",)):
+                return False
+            for model in models:
+                _insert_model(db, model)
+            return True
 
     def get_job(self, job_id: str, *, owner: str | None = None) -> FineTuningJob | None:
-        sql, args = "SELECT body FROM jobs WHERE id = ?", (job_id,)
+        sql, args = "SELECT id, owner, body FROM jobs WHERE id = ?", (job_id,)
         if owner is not None:
             sql, args = sql + " AND owner = ?", (job_id, owner)
         rows = self._rows(sql, args)
-        return msgspec.json.decode(rows[0][0], type=FineTuningJob) if rows else None
-
-    def job_owner(self, job_id: str) -> str | None:
-        rows = self._rows("SELECT owner FROM jobs WHERE id = ?", (job_id,))
-        return rows[0][0] if rows else None
+        return self._readable_job(rows[0]) if rows else None
 
     def list_jobs(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page:
         where, args = ["owner = ?"], [owner]
         for key, value in metadata.items():
             where.append("json_extract(body, ?) = ?")
             args.extend([f'$.metadata."{key}"', value])
-        return self._page("jobs", where, args, after=after, limit=limit, ascending=False, kind=FineTuningJob)
+        return self._page("jobs", where, args, after=after, limit=limit, ascending=False, decode=self._readable_job)
 
     def active_jobs(self) -> list[FineTuningJob]:
         marks = ",".join("?" * len(ACTIVE_STATUSES))
-        rows = self._rows(f"SELECT body FROM jobs WHERE status IN ({marks}) ORDER BY seq", ACTIVE_STATUSES)
-        return [msgspec.json.decode(row[0], type=FineTuningJob) for row in rows]
+        rows = self._rows(f"SELECT id, owner, body FROM jobs WHERE status IN ({marks}) ORDER BY seq", ACTIVE_STATUSES)
+        return [job for job in map(self._readable_job, rows) if job.status in ACTIVE_STATUSES]
+
+    def _readable_job(self, row: tuple) -> FineTuningJob:
+        """A stored job as it can be served. A body written by an older release that decodes only loosely (a
+        whole number stored as 2.0) is stored again in today's types; one that cannot be read at all is
+        logged and stored as a failed job with a clear error, so it never stops a list or a start-up."""
+        job_id, owner, body = row
+        try:
+            return msgspec.json.decode(body, type=FineTuningJob)
+        except msgspec.DecodeError as exc:
+            reason = str(exc)
+        try:
+            job = msgspec.convert(msgspec.json.decode(body), FineTuningJob, strict=False)
+        except msgspec.DecodeError:
+            job = _unreadable_job(job_id, owner, body, reason)
+        log.warning("job_record_repaired", job_id=job_id, reason=reason, status=job.status)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, body = ? WHERE id = ? AND body = ?", (job.status, _encode(job), job_id, body)
+            )
+        return job
 
     def save_context(self, job_id: str, body: bytes) -> None:
         """What the scheduler needs to run a job again after a restart (owner, output, raw hyperparameters)."""
@@ -150,7 +191,9 @@ class Store:
             )
 
     def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page:
-        return self._page("events", ["job_id = ?"], [job_id], after=after, limit=limit, ascending=False, kind=JobEvent)
+        return self._page(
+            "events", ["job_id = ?"], [job_id], after=after, limit=limit, ascending=False, decode=_decoder(JobEvent)
+        )
 
     def add_checkpoint(self, checkpoint: JobCheckpoint, *, path: Path) -> None:
         with self._transaction() as db:
@@ -161,7 +204,9 @@ class Store:
 
     def list_checkpoints(self, job_id: str, *, after: str | None, limit: int) -> Page:
         where, args = ["job_id = ?"], [job_id]
-        return self._page("checkpoints", where, args, after=after, limit=limit, ascending=False, kind=JobCheckpoint)
+        return self._page(
+            "checkpoints", where, args, after=after, limit=limit, ascending=False, decode=_decoder(JobCheckpoint)
+        )
 
     def checkpoint_paths(self, job_id: str) -> list[tuple[JobCheckpoint, Path]]:
         rows = self._rows("SELECT body, path FROM checkpoints WHERE job_id = ? ORDER BY seq", (job_id,))
@@ -169,26 +214,87 @@ class Store:
 
     # --- served models -------------------------------------------------------------------------------
 
-    def add_model(self, model: ServedModel) -> None:
+    def add_model(self, model: Adapter) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO models (name, owner, job_id, body) VALUES (?, ?, ?, ?)",
-                (model.name, model.owner, model.job_id, msgspec.json.encode(model)),
-            )
+            _insert_model(db, model)
 
-    def list_models(self) -> list[ServedModel]:
-        return [msgspec.json.decode(row[0], type=ServedModel) for row in self._rows("SELECT body FROM models ORDER BY seq")]
+    def list_models(self) -> list[Adapter]:
+        return [msgspec.json.decode(row[0], type=Adapter) for row in self._rows("SELECT body FROM models ORDER BY seq")]
 
     # --- paging --------------------------------------------------------------------------------------
 
     def _page(
-        self, table: str, where: list[str], args: list, *, after: str | None, limit: int, ascending: bool, kind: type[T]
+        self,
+        table: str,
+        where: list[str],
+        args: list,
+        *,
+        after: str | None,
+        limit: int,
+        ascending: bool,
+        decode: Callable[[tuple], Any],
     ) -> Page:
         if after is not None:
             where = [*where, f"seq {'>' if ascending else '<'} COALESCE((SELECT seq FROM {table} WHERE id = ?), -1)"]
             args = [*args, after]
         order = "ASC" if ascending else "DESC"
-        sql = f"SELECT body FROM {table} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
+        columns = "id, owner, body" if table == "jobs" else "body"
+        sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
         rows = self._rows(sql, (*args, limit + 1))
-        items = [msgspec.json.decode(row[0], type=kind) for row in rows[:limit]]
+        items = [decode(row) for row in rows[:limit]]
         return Page(items=items, has_more=len(rows) > limit)
+
+
+def _decoder(kind: type[T]) -> Callable[[tuple], T]:
+    return lambda row: msgspec.json.decode(row[-1], type=kind)
+
+
+def _encode(value: object) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def _update_job(db: sqlite3.Connection, job: FineTuningJob, expect: tuple[JobStatus, ...]) -> bool:
+    marks = ",".join("?" * len(expect))
+    cursor = db.execute(
+        f"UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status IN ({marks})",
+        (job.status, _encode(job), job.id, *expect),
+    )
+    return cursor.rowcount == 1
+
+
+def _insert_model(db: sqlite3.Connection, model: Adapter) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO models (name, owner, job_id, body) VALUES (?, ?, ?, ?)",
+        (model.name, model.owner, model.job_id or "", _encode(model)),
+    )
+
+
+def _unreadable_job(job_id: str, owner: str, body: bytes, reason: str) -> FineTuningJob:
+    """What can be kept of a job whose record cannot be read: its identity, and an error that says so."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raw = {}
+    raw = raw if isinstance(raw, dict) else {}
+
+    def kept(name: str, kind: type, default: Any) -> Any:
+        value = raw.get(name)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+    now = int(time.time())
+    return FineTuningJob(
+        id=job_id,
+        created_at=kept("created_at", int, now),
+        model=kept("model", str, ""),
+        training_file=kept("training_file", str, ""),
+        validation_file=kept("validation_file", str, None),
+        hyperparameters=Hyperparameters(),
+        seed=kept("seed", int, 0),
+        status="failed",
+        organization_id=owner,
+        finished_at=now,
+        error=JobErrorRecord(
+            code="unreadable_record",
+            message=f"The platform could not read this job's stored record ({reason}); it was marked failed.",
+        ),
+    )

@@ -31,6 +31,7 @@ from trl import SFTConfig, SFTTrainer
 from jobs.data import Example, TokenizedExample, tokenize_examples
 from jobs.errors import TrainingCancelled
 from jobs.hyperparameters import ResolvedHyperparameters
+from jobs.results import StepMetrics
 
 log = structlog.get_logger("jobs.trainer")
 
@@ -38,16 +39,9 @@ log = structlog.get_logger("jobs.trainer")
 class Reporter(Protocol):
     """Where a run reports progress; `should_cancel` is polled after every optimizer step."""
 
-    def metrics(
-        self,
-        step: int,
-        total_steps: int,
-        train_loss: float,
-        train_mean_token_accuracy: float | None,
-        valid_loss: float | None,
-    ) -> None: ...
+    def metrics(self, row: StepMetrics, total_steps: int) -> None: ...
 
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: dict[str, Any]) -> None: ...
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None: ...
 
     def message(self, level: str, text: str) -> None: ...
 
@@ -73,7 +67,7 @@ class TrainingResult(msgspec.Struct, frozen=True):
     final_loss: float | None
     tokens_per_second: float  # over the training loop only
     elapsed_s: float  # the whole run, model loading included
-    step_metrics: list[dict[str, Any]]  # rows of the result CSV (jobs.results.metrics_csv)
+    step_metrics: list[StepMetrics]  # rows of the result CSV (jobs.results.metrics_csv)
 
 
 def save_adapter(model: PeftModel, path: str, base_model_id: str) -> None:
@@ -102,7 +96,7 @@ class _Progress(TrainerCallback):
         self.spec = spec
         self.reporter = reporter
         self.has_validation = has_validation
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[StepMetrics] = []
         self.cancelled = False
         self.epoch = 0
 
@@ -122,24 +116,17 @@ class _Progress(TrainerCallback):
         self, args: Args, state: TrainerState, control: TrainerControl, logs: dict[str, float], **kwargs: Any
     ) -> None:
         if "loss" in logs:
-            row = {
-                "step": state.global_step,
-                "train_loss": logs["loss"],
-                "train_accuracy": logs.get("mean_token_accuracy"),
-                "valid_loss": None,
-                "valid_mean_token_accuracy": None,
-            }
+            row = StepMetrics(
+                step=state.global_step, train_loss=logs["loss"], train_accuracy=logs.get("mean_token_accuracy")
+            )
             self.rows.append(row)
             if not control.should_evaluate:
-                self._report(row, state)
-        elif "eval_loss" in logs and self.rows and self.rows[-1]["step"] == state.global_step:
+                self.reporter.metrics(row, state.max_steps)
+        elif "eval_loss" in logs and self.rows and self.rows[-1].step == state.global_step:
             row = self.rows[-1]
-            row["valid_loss"] = logs["eval_loss"]
-            row["valid_mean_token_accuracy"] = logs.get("eval_mean_token_accuracy")
-            self._report(row, state)
-
-    def _report(self, row: dict[str, Any], state: TrainerState) -> None:
-        self.reporter.metrics(row["step"], state.max_steps, row["train_loss"], row["train_accuracy"], row["valid_loss"])
+            row.valid_loss = logs["eval_loss"]
+            row.valid_mean_token_accuracy = logs.get("eval_mean_token_accuracy")
+            self.reporter.metrics(row, state.max_steps)
 
     def on_epoch_end(
         self, args: Args, state: TrainerState, control: TrainerControl, model: PeftModel, **kwargs: Any
@@ -149,7 +136,7 @@ class _Progress(TrainerCallback):
         self.epoch += 1
         path = os.path.join(self.spec.output_dir, "checkpoints", f"step-{state.global_step}")
         save_adapter(model, path, self.spec.base_model_id)
-        self.reporter.checkpoint(state.global_step, self.epoch, path, dict(self.rows[-1]) if self.rows else {})
+        self.reporter.checkpoint(state.global_step, self.epoch, path, self.rows[-1] if self.rows else None)
 
 
 def _dataset(examples: list[TokenizedExample]) -> Dataset:
@@ -234,7 +221,7 @@ def run_training(spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         adapter_path=adapter_path,
         trained_tokens=trained_tokens,
         steps=trainer.state.global_step,
-        final_loss=progress.rows[-1]["train_loss"] if progress.rows else None,
+        final_loss=progress.rows[-1].train_loss if progress.rows else None,
         tokens_per_second=trained_tokens / loop_s if loop_s > 0 else 0.0,
         elapsed_s=time.monotonic() - started,
         step_metrics=progress.rows,

@@ -6,9 +6,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
+import msgspec.inspect
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -21,52 +22,176 @@ class SettingsError(ValueError):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Each field is read from the environment variable of the same name in upper case."""
+    """Each field is read from the environment variable of the same name in upper case.
 
-    model_name: str = DEFAULT_MODEL_ID
-    max_model_len: Annotated[int, msgspec.Meta(ge=32, le=1_048_576)] = 4096
-    serve_host: str = "0.0.0.0"
-    serve_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
-    inference_gpu_fraction: Fraction = 0.6
-    training_gpu_fraction: Fraction = 0.4
-    data_dir: str = "./var"
-    # Where the converted default model is cached; defaults to DATA_DIR/cache.
-    model_cache_dir: str = ""
-    engine_replicas: PositiveInt = 1
-    # CPUs (Ray logical) reserved per engine replica on a cluster without GPUs.
-    engine_cpus: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    # Compute cores per engine replica on CPU; 0 shares the node's cores between its replicas.
-    engine_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
-    # On CPU: keep Ray and the gateway off the engines' compute cores (see engines/cpu_binding.py).
-    cpu_binding: bool = True
-    # On CPU: stop an idle engine while a fine-tuning job trains on its node (see engines/parking.py).
-    park_engine_while_training: bool = True
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    # KV-cache space in GiB on CPU (vLLM reads it as a whole number).
-    kv_cache_gib: PositiveInt = 2
-    gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
-    enforce_eager: bool = True
-    max_loras: PositiveInt = 8
-    max_cpu_loras: PositiveInt = 32
-    max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = 32
-    max_ongoing_requests: PositiveInt = 64
-    max_queued_requests: PositiveInt = 256
-    max_n: PositiveInt = 16
-    max_upload_bytes: PositiveInt = 512 * 1024 * 1024
-    max_request_bytes: PositiveInt = 8 * 1024 * 1024
-    # Per API key, over a sliding minute; 0 turns a limit off.
-    rate_limit_rpm: Annotated[int, msgspec.Meta(ge=0)] = 0
-    rate_limit_tpm: Annotated[int, msgspec.Meta(ge=0)] = 0
-    gateway_replicas: PositiveInt = 1
-    # On a cluster the launcher starts, the gateway replicas listen on SERVE_PORT themselves instead of
-    # behind Ray Serve's HTTP proxy (see gateway/listener.py).
-    direct_ingress: bool = True
-    # Compute threads of one training job; 0 means all cores of the machine.
-    training_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Comma-separated keys, each `key` or `name=key`; or a file with one per line. Unset: open platform.
-    api_keys: str = ""
-    api_keys_file: str = ""
+    Every field carries its description as `msgspec.Meta(description=...)`; `settings_table()` renders them
+    for README.md (`python -m engines.core.settings`)."""
+
+    model_name: Annotated[
+        str,
+        msgspec.Meta(
+            description="Base model id: the default is the embedded model, otherwise a local model directory "
+            "(or a hub id where a hub is reachable)."
+        ),
+    ] = DEFAULT_MODEL_ID
+    max_model_len: Annotated[
+        int,
+        msgspec.Meta(ge=32, le=1_048_576),
+        msgspec.Meta(description="Context length in tokens (prompt plus completion) of the served models."),
+    ] = 4096
+    serve_host: Annotated[str, msgspec.Meta(description="Address the HTTP endpoint listens on.")] = "0.0.0.0"
+    serve_port: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=65535),
+        msgspec.Meta(description="Port the HTTP endpoint listens on."),
+    ] = 8000
+    inference_gpu_fraction: Annotated[
+        Fraction,
+        msgspec.Meta(
+            description="Share of the cluster's GPUs for the engine replicas; "
+            "together with `TRAINING_GPU_FRACTION` at most 1."
+        ),
+    ] = 0.6
+    training_gpu_fraction: Annotated[
+        Fraction,
+        msgspec.Meta(
+            description="Share of the cluster's GPUs for fine-tuning jobs; together with `INFERENCE_GPU_FRACTION` at most 1."
+        ),
+    ] = 0.4
+    data_dir: Annotated[
+        str,
+        msgspec.Meta(
+            description="Directory of the platform's state: the SQLite store, uploaded files, "
+            "adapters placed in `DATA_DIR/adapters/<name>/` and fine-tuned models."
+        ),
+    ] = "./var"
+    model_cache_dir: Annotated[
+        str,
+        msgspec.Meta(description="Where the default model is converted to safetensors once; unset means `DATA_DIR/cache`."),
+    ] = ""
+    engine_replicas: Annotated[PositiveInt, msgspec.Meta(description="Number of vLLM engine replicas.")] = 1
+    engine_cpus: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        msgspec.Meta(
+            description="Ray (logical) CPUs reserved per engine replica on a cluster without GPUs; "
+            "the remaining CPUs go to training jobs."
+        ),
+    ] = 1.0
+    engine_threads: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(
+            description="Compute cores per engine replica on CPU; `0` shares the node's cores "
+            "(less one for the control plane when it can be spared) between its replicas."
+        ),
+    ] = 0
+    cpu_binding: Annotated[
+        bool,
+        msgspec.Meta(
+            description="On CPU, keep Ray and the gateway off the engines' compute cores and give each replica "
+            "cores of its own (see `engines/cpu_binding.py`)."
+        ),
+    ] = True
+    park_engine_while_training: Annotated[
+        bool,
+        msgspec.Meta(
+            description="On CPU, stop an idle engine replica's processes while a fine-tuning job trains on its node; "
+            "any request continues it at once (see `engines/parking.py`)."
+        ),
+    ] = True
+    dtype: Annotated[
+        Literal["auto", "float32", "float16", "bfloat16"],
+        msgspec.Meta(
+            description="Model dtype: `auto` is float32 on CPU (4 times faster than bfloat16 there) "
+            "and the model's own dtype on GPU."
+        ),
+    ] = "auto"
+    kv_cache_gib: Annotated[
+        PositiveInt,
+        msgspec.Meta(description="KV-cache space in GiB per engine replica on CPU (vLLM reads it as a whole number)."),
+    ] = 2
+    gpu_memory_utilization: Annotated[
+        float,
+        msgspec.Meta(gt=0, le=1),
+        msgspec.Meta(description="vLLM's share of GPU memory, capped by the engine replica's GPU share."),
+    ] = 0.9
+    enforce_eager: Annotated[
+        bool,
+        msgspec.Meta(description="Skip vLLM's compilation and CUDA graphs (start-up in about 30 s instead of minutes)."),
+    ] = True
+    max_loras: Annotated[
+        PositiveInt, msgspec.Meta(description="Most distinct adapters in one engine batch (vLLM's `max_loras`).")
+    ] = 8
+    max_cpu_loras: Annotated[
+        PositiveInt,
+        msgspec.Meta(description="Most adapters kept loaded per engine replica; at least `MAX_LORAS`."),
+    ] = 32
+    max_lora_rank: Annotated[
+        Literal[8, 16, 32, 64, 128, 256, 320, 512],
+        msgspec.Meta(description="Largest LoRA rank that can be served or trained."),
+    ] = 32
+    max_ongoing_requests: Annotated[
+        PositiveInt,
+        msgspec.Meta(description="Requests one engine replica works on at once (also vLLM's `max_num_seqs`)."),
+    ] = 64
+    max_queued_requests: Annotated[
+        PositiveInt,
+        msgspec.Meta(
+            description="Requests waiting per engine replica beyond `MAX_ONGOING_REQUESTS`; "
+            "past the queue a request gets 503 with `Retry-After`."
+        ),
+    ] = 256
+    max_n: Annotated[
+        PositiveInt, msgspec.Meta(description="Largest `n` (choices) one chat completion request may ask for.")
+    ] = 16
+    max_upload_bytes: Annotated[
+        PositiveInt, msgspec.Meta(description="Largest file upload in bytes; a larger one gets 413.")
+    ] = 512 * 1024 * 1024
+    max_request_bytes: Annotated[
+        PositiveInt, msgspec.Meta(description="Largest JSON request body in bytes; a larger one gets 413.")
+    ] = 8 * 1024 * 1024
+    rate_limit_rpm: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(description="Requests per API key over a sliding minute (429 past it); `0` turns the limit off."),
+    ] = 0
+    rate_limit_tpm: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(description="Tokens per API key over a sliding minute (429 past it); `0` turns the limit off."),
+    ] = 0
+    gateway_replicas: Annotated[PositiveInt, msgspec.Meta(description="Number of gateway (ingress) replicas.")] = 1
+    direct_ingress: Annotated[
+        bool,
+        msgspec.Meta(
+            description="On a cluster the launcher starts, the gateway replicas listen on `SERVE_PORT` themselves "
+            "instead of behind Ray Serve's HTTP proxy (see `gateway/listener.py`)."
+        ),
+    ] = True
+    training_threads: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(description="Compute threads of one training job; `0` means all cores of the node."),
+    ] = 0
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        msgspec.Meta(description="Level of the JSON logs of the gateway, the engines and training jobs."),
+    ] = "info"
+    api_keys: Annotated[
+        str,
+        msgspec.Meta(
+            description="API keys, comma-separated, each `key` or `name=key` (name: letters, digits, `_` or `-`); "
+            "with `API_KEYS_FILE` also unset the platform is open."
+        ),
+    ] = ""
+    api_keys_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="File of further API keys, one `key` or `name=key` a line (blank and `#` lines skipped), "
+            "added to `API_KEYS`."
+        ),
+    ] = ""
 
     def __post_init__(self) -> None:
         if self.inference_gpu_fraction + self.training_gpu_fraction > 1.0 + 1e-9:
@@ -117,3 +242,50 @@ def _explain(message: str, values: Mapping[str, str]) -> str:
     field = match.group(1)
     reason = message[: match.start()].rstrip(" -")
     return f"Invalid setting {field.upper()}={values.get(field, '')!r}: {reason}"
+
+
+def _description(field: msgspec.inspect.Field) -> str:
+    kind = field.type
+    if isinstance(kind, msgspec.inspect.Metadata):
+        return (kind.extra_json_schema or {}).get("description", "")
+    return ""
+
+
+def _choices(field: msgspec.inspect.Field) -> tuple[object, ...]:
+    """A Literal field's values in the order written (msgspec.inspect sorts them)."""
+    kind = get_type_hints(Settings)[field.name]
+    return get_args(kind) if get_origin(kind) is Literal else ()
+
+
+def _env_value(value: object) -> str:
+    """A value as it is written in the environment."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def field_descriptions() -> dict[str, str]:
+    """Each setting's environment variable and its description, in field order."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {field.name.upper(): _description(field) for field in info.fields}
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (Variable | Default | Description), generated from the field metadata;
+    README.md holds it between `<!-- settings:start -->` and `<!-- settings:end -->`."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    rows = ["| Variable | Default | Description |", "|---|---|---|"]
+    for field in info.fields:
+        default = "unset" if field.default == "" else f"`{_env_value(field.default)}`"
+        text = _description(field)
+        if choices := _choices(field):
+            text += " One of " + ", ".join(f"`{_env_value(choice)}`" for choice in choices) + "."
+        cell = text.replace("|", "\\|")
+        rows.append(f"| `{field.name.upper()}` | {default} | {cell} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -8,7 +8,7 @@ import msgspec
 
 from jobs.records import FineTuningJob, JobCheckpoint, JobCreateRequest, JobEvent
 
-__all__ = ["CursorPage", "FineTuningJob", "JobCheckpoint", "JobCreateRequest", "JobEvent", "SeedFineTuneRequest"]
+__all__ = ["CursorPage", "FineTuningJob", "JobCheckpoint", "JobCreateRequest", "JobEvent"]
 
 
 class CursorPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,12 +26,3 @@ class CursorPage(msgspec.Struct, frozen=True, kw_only=True):
             first_id=items[0].id if items else None,
             last_id=items[-1].id if items else None,
         )
-
-
-class SeedFineTuneRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """The seed's `POST /fine-tune`: paths confined to the platform's data roots."""
-
-    dataset_path: str
-    output_path: str | None = None
-    hyperparameters: dict[str, Any] | None = None
-    suffix: str | None = None

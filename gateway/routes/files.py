@@ -1,61 +1,67 @@
 from __future__ import annotations
 
-from litestar import Request, Response, delete, get, post
-from litestar.datastructures import State, UploadFile
+import asyncio
+from typing import Annotated, Literal
 
-from engines.core.errors import InvalidRequestError
-from gateway.auth import caller
-from gateway.protocol.files import FileDeleted
+import msgspec
+from litestar import Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+
+from gateway.protocol.errors import error_responses
+from gateway.protocol.files import FileDeleted, FileObject
 from gateway.protocol.fine_tuning import CursorPage
-from gateway.routes.body import json_response
-from gateway.routes.query import choice_param, int_param
-from jobs.files import FileService
+from gateway.routes.services import Files
 
 
-@post("/v1/files", status_code=200)
-async def upload_file(request: Request, state: State) -> Response:
-    form = await request.form()
-    upload, purpose = form.get("file"), form.get("purpose")
-    if not isinstance(upload, UploadFile):
-        raise InvalidRequestError(
-            "Missing required parameter: 'file' (multipart upload).", param="file", code="missing_required_parameter"
-        )
-    if not isinstance(purpose, str) or not purpose:
-        raise InvalidRequestError(
-            "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter"
-        )
-    files: FileService = state.files
-    content = await upload.read()
-    return json_response(files.create(owner=caller(request), filename=upload.filename, purpose=purpose, content=content))
+class FileUpload(msgspec.Struct, kw_only=True):
+    file: UploadFile
+    purpose: str
 
 
-@get("/v1/files")
-async def list_files(request: Request, state: State) -> Response:
-    files: FileService = state.files
-    page = files.list(
-        owner=caller(request),
-        purpose=request.query_params.get("purpose"),
-        after=request.query_params.get("after"),
-        limit=int_param(request, "limit", default=10_000, low=1, high=10_000),
-        order=choice_param(request, "order", default="desc", choices=("asc", "desc")),
+Multipart = Body(media_type=RequestEncodingType.MULTI_PART)
+Limit = Annotated[int, Parameter(ge=1, le=10_000, description="At most this many files")]
+
+
+@post("/v1/files", status_code=200, summary="Upload a file", responses=error_responses(400, 413))
+async def upload_file(data: Annotated[FileUpload, Multipart], files: Files, owner: str) -> FileObject:
+    content = await data.file.read()
+    return await asyncio.to_thread(
+        files.create, owner=owner, filename=data.file.filename, purpose=data.purpose, content=content
     )
-    return json_response(CursorPage.of(page.items, page.has_more))
 
 
-@get("/v1/files/{file_id:str}")
-async def retrieve_file(file_id: str, request: Request, state: State) -> Response:
-    files: FileService = state.files
-    return json_response(files.get(file_id, owner=caller(request)))
+@get("/v1/files", summary="List files", responses=error_responses(400))
+async def list_files(
+    files: Files,
+    owner: str,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: Limit = 10_000,
+    order: Literal["asc", "desc"] = "desc",
+) -> CursorPage:
+    page = await asyncio.to_thread(files.list, owner=owner, purpose=purpose, after=after, limit=limit, order=order)
+    return CursorPage.of(page.items, page.has_more)
 
 
-@get("/v1/files/{file_id:str}/content")
-async def file_content(file_id: str, request: Request, state: State) -> Response:
-    files: FileService = state.files
-    return Response(content=files.content(file_id, owner=caller(request)), media_type="application/octet-stream")
+@get("/v1/files/{file_id:str}", summary="Retrieve a file", responses=error_responses(404))
+async def retrieve_file(file_id: str, files: Files, owner: str) -> FileObject:
+    return await asyncio.to_thread(files.get, file_id, owner=owner)
 
 
-@delete("/v1/files/{file_id:str}", status_code=200)
-async def delete_file(file_id: str, request: Request, state: State) -> Response:
-    files: FileService = state.files
-    files.delete(file_id, owner=caller(request))
-    return json_response(FileDeleted(id=file_id))
+@get(
+    "/v1/files/{file_id:str}/content",
+    summary="Retrieve a file's content",
+    media_type="application/octet-stream",
+    responses=error_responses(404),
+)
+async def file_content(file_id: str, files: Files, owner: str) -> Response[bytes]:
+    content = await asyncio.to_thread(files.content, file_id, owner=owner)
+    return Response(content=content, media_type="application/octet-stream")
+
+
+@delete("/v1/files/{file_id:str}", status_code=200, summary="Delete a file", responses=error_responses(404))
+async def delete_file(file_id: str, files: Files, owner: str) -> FileDeleted:
+    await asyncio.to_thread(files.delete, file_id, owner=owner)
+    return FileDeleted(id=file_id)

@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-from litestar import Response, get
-from litestar.datastructures import State
+from typing import Any
+
+from litestar import get
 
 from engines.core.errors import PlatformError, ServiceUnavailableError
-from gateway.engine_client import EngineClient
-from gateway.routes.body import json_response
+from gateway.protocol.errors import error_responses
+from gateway.routes.services import Engine
 
 
-@get("/health")
-async def health(state: State) -> Response:
+@get("/health", summary="Health", responses=error_responses(503, authenticated=False))
+async def health(engine: Engine) -> dict[str, Any]:
     """200 once an engine replica can serve, 503 before that or when none can."""
-    engine: EngineClient = state.engine
     try:
         stats = await engine.stats()
     except PlatformError as exc:
         raise ServiceUnavailableError(f"No engine replica can serve: {exc.message}", retry_after=5) from None
-    return json_response({"status": "ok", "engine": stats})
+    return {"status": "ok", "engine": stats}

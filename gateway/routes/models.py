@@ -1,21 +1,17 @@
 from __future__ import annotations
 
-from litestar import Request, Response, get
-from litestar.datastructures import State
+from litestar import get
 
-from gateway.auth import caller
-from gateway.protocol.models import ModelList
-from gateway.routes.body import json_response
-from gateway.serving.models import ModelCatalog
+from gateway.protocol.errors import error_responses
+from gateway.protocol.models import Model, ModelList
+from gateway.routes.services import Models
 
 
-@get("/v1/models")
-async def list_models(request: Request, state: State) -> Response:
-    catalog: ModelCatalog = state.models
-    return json_response(ModelList(data=catalog.list(caller(request))))
+@get("/v1/models", summary="List models", responses=error_responses())
+async def list_models(models: Models, owner: str) -> ModelList:
+    return ModelList(data=await models.list(owner))
 
 
-@get("/v1/models/{model_id:path}")
-async def retrieve_model(model_id: str, request: Request, state: State) -> Response:
-    catalog: ModelCatalog = state.models
-    return json_response(catalog.get(model_id.lstrip("/"), caller(request)))
+@get("/v1/models/{model_id:path}", summary="Retrieve a model", responses=error_responses(404))
+async def retrieve_model(model_id: str, models: Models, owner: str) -> Model:
+    return await models.get(model_id.lstrip("/"), owner)

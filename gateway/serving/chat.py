@@ -61,7 +61,7 @@ class ChatService:
         """A completion object, or for `stream: true` an iterator of SSE bytes. Errors before the first
         token raise here, so they are answered with a proper status instead of inside a 200 stream."""
         log.model = body.model
-        adapter = self.models.resolve(body.model, owner)
+        adapter = await self.models.resolve(body.model, owner)
         plan = plan_chat(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
         if self.limiter is not None:
             wanted = (plan.engine_request.sampling.max_tokens or 0) * plan.n

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from engines.adapters import Adapter
 from engines.core.errors import InvalidRequestError
-from engines.protocol import AdapterRef, GenerateRequest, SamplingOptions
+from engines.protocol import GenerateRequest, SamplingOptions
 from gateway.protocol.chat import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -40,7 +41,7 @@ class ChatPlan(msgspec.Struct, frozen=True, kw_only=True):
     forced_tool: str | None = None
 
 
-def plan_chat(body: ChatCompletionRequest, *, request_id: str, adapter: AdapterRef | None, max_n: int) -> ChatPlan:
+def plan_chat(body: ChatCompletionRequest, *, request_id: str, adapter: Adapter | None, max_n: int) -> ChatPlan:
     n = body.n or 1
     if n > max_n:
         raise InvalidRequestError(f"Invalid 'n': at most {max_n} choices can be requested.", param="n", code="invalid_value")

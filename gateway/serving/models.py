@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from engines.adapters import AdapterInfo, AdapterRegistry
+from engines.adapters import SHARED_OWNER, Adapter, AdapterRegistry
 from engines.core.errors import model_not_found
-from engines.protocol import AdapterRef
 from gateway.protocol.models import Model
-
-SHARED_OWNER = "system"
-"""The owner of the base model and admin-placed adapters, which every caller may use."""
 
 
 class BaseModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,27 +24,26 @@ class ModelCatalog:
         self.base = base
         self.adapters = adapters
 
-    def list(self, owner: str) -> list[Model]:
-        visible = (info for info in self.adapters.all() if _visible(info, owner))
-        return [self._base_card(), *(self._adapter_card(info) for info in visible)]
+    async def list(self, owner: str) -> list[Model]:
+        visible = (adapter for adapter in await self.adapters.all() if adapter.visible_to(owner))
+        return [self._base_card(), *(self._adapter_card(adapter) for adapter in visible)]
 
-    def get(self, model_id: str, owner: str) -> Model:
+    async def get(self, model_id: str, owner: str) -> Model:
         if model_id == self.base.id:
             return self._base_card()
-        return self._adapter_card(self._adapter(model_id, owner))
+        return self._adapter_card(await self.resolve_adapter(model_id, owner))
 
-    def resolve(self, model_id: str, owner: str) -> AdapterRef | None:
+    async def resolve(self, model_id: str, owner: str) -> Adapter | None:
         """None for the base model, the adapter for an adapter model; unknown (or others') names are 404."""
         if model_id == self.base.id:
             return None
-        info = self._adapter(model_id, owner)
-        return AdapterRef(name=info.name, path=info.path)
+        return await self.resolve_adapter(model_id, owner)
 
-    def _adapter(self, model_id: str, owner: str) -> AdapterInfo:
-        info = self.adapters.get(model_id)
-        if info is None or not _visible(info, owner):
+    async def resolve_adapter(self, model_id: str, owner: str) -> Adapter:
+        adapter = await self.adapters.get(model_id)
+        if adapter is None or not adapter.visible_to(owner):
             raise model_not_found(model_id)
-        return info
+        return adapter
 
     def _base_card(self) -> Model:
         base = self.base
@@ -56,16 +51,12 @@ class ModelCatalog:
             id=base.id, created=base.created, owned_by=base.owned_by, root=base.root, max_model_len=base.max_model_len
         )
 
-    def _adapter_card(self, info: AdapterInfo) -> Model:
+    def _adapter_card(self, adapter: Adapter) -> Model:
         return Model(
-            id=info.name,
-            created=info.created,
-            owned_by=info.owned_by,
-            root=info.path,
-            parent=info.parent,
+            id=adapter.name,
+            created=adapter.created,
+            owned_by=adapter.owner,
+            root=adapter.path,
+            parent=adapter.parent,
             max_model_len=self.base.max_model_len,
         )
-
-
-def _visible(info: AdapterInfo, owner: str) -> bool:
-    return info.owned_by in (SHARED_OWNER, owner)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engines.adapters import AdapterInfo, AdapterRegistry
+from engines.adapters import Adapter, AdapterRegistry
 
 
 def place(root: Path, name: str, *, rank: int = 8, weights: bool = True) -> Path:
@@ -15,26 +15,40 @@ def place(root: Path, name: str, *, rank: int = 8, weights: bool = True) -> Path
     return folder
 
 
-def test_placed_adapters_are_served_and_incomplete_ones_are_not(tmp_path: Path) -> None:
+async def test_placed_adapters_are_served_and_incomplete_ones_are_not(tmp_path: Path) -> None:
     registry = AdapterRegistry(tmp_path, base_model_id="base", max_lora_rank=16)
     place(tmp_path, "good")
     place(tmp_path, "too-big", rank=64)
     place(tmp_path, "half-copied", weights=False)
     (tmp_path / ".staging").mkdir()
-    assert [info.name for info in registry.all()] == ["good"]
-    info = registry.get("good")
-    assert info is not None and info.parent == "base" and info.rank == 8
-    assert registry.get("too-big") is None
+    assert [adapter.name for adapter in await registry.all()] == ["good"]
+    adapter = await registry.get("good")
+    assert adapter is not None and adapter.parent == "base" and adapter.owner == "system"
+    assert await registry.get("too-big") is None
 
 
-def test_new_folders_appear_without_restart(tmp_path: Path) -> None:
-    registry = AdapterRegistry(tmp_path, base_model_id="base", max_lora_rank=16)
-    assert registry.all() == []
+async def test_a_missing_name_is_looked_up_again(tmp_path: Path) -> None:
+    """Another process may have published it since the snapshot was taken."""
+    registry = AdapterRegistry(tmp_path, base_model_id="base", max_lora_rank=16, max_age_s=3600)
+    assert await registry.all() == []
     place(tmp_path, "later")
-    assert registry.get("later") is not None
+    assert await registry.get("later") is not None
 
 
-def test_extra_sources(tmp_path: Path) -> None:
-    extra = AdapterInfo(name="ft:base:local::ftjob-1", path="/x", parent="base", created=5, owned_by="local")
-    registry = AdapterRegistry(tmp_path / "missing", base_model_id="base", max_lora_rank=16, extra_sources=[lambda: [extra]])
-    assert registry.get(extra.name) == extra
+async def test_sources_are_read_once_until_invalidated(tmp_path: Path) -> None:
+    published = [Adapter(name="ft:base:local::ftjob-1", path="/x", parent="base", created=5, owner="local")]
+    reads = []
+
+    def source() -> list[Adapter]:
+        reads.append(1)
+        return list(published)
+
+    registry = AdapterRegistry(tmp_path / "missing", base_model_id="base", max_lora_rank=16, sources=[source])
+    for _ in range(3):
+        assert await registry.get(published[0].name) == published[0]
+    assert len(reads) == 1
+    published.clear()
+    assert len(await registry.all()) == 1  # still the snapshot
+    registry.invalidate()
+    assert await registry.all() == []
+    assert len(reads) == 2

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +11,8 @@ from engines.resources import plan_resources
 from gateway.app import create_app
 from gateway.services import Services, build_services
 from gateway.serving.models import BaseModelInfo
-from jobs.scheduler import Scheduler
 from tests.gateway.fakes import FakeEngine
+from tests.jobs.fakes import FakeLauncher
 
 BASE = "base-model"
 
@@ -35,12 +34,17 @@ def adapters_dir(settings: Settings) -> Path:
 
 
 @pytest.fixture
-def services(settings: Settings, adapters_dir: Path) -> Services:
+def launcher() -> FakeLauncher:
+    return FakeLauncher()
+
+
+@pytest.fixture
+def services(settings: Settings, adapters_dir: Path, launcher: FakeLauncher) -> Services:
     plan = plan_resources(
         {"CPU": 2}, engine_replicas=1, engine_cpus=1, inference_gpu_fraction=0.6, training_gpu_fraction=0.4
     )
     base = BaseModelInfo(id=BASE, root="/models/base", created=1, max_model_len=256)
-    return build_services(settings, plan, base)
+    return build_services(settings, plan, base, launcher)
 
 
 @pytest.fixture
@@ -48,13 +52,3 @@ def client(engine: FakeEngine, settings: Settings, services: Services) -> Iterat
     app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
     with TestClient(app) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def training_stub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Jobs validate and queue for real, then wait instead of training (the e2e suite trains)."""
-
-    async def no_training(self, job_id, context, spec) -> None:
-        await asyncio.sleep(3600)
-
-    monkeypatch.setattr(Scheduler, "_train", no_training)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
+from engines.adapters import Adapter
 from engines.core.settings import Settings, SettingsError
 from gateway.app import create_app
 from gateway.auth import KeyRing
 from gateway.services import Services
-from jobs.records import ServedModel
 from tests.gateway.conftest import BASE
 from tests.gateway.fakes import FakeEngine
 from tests.gateway.test_chat import assert_error
@@ -49,7 +49,7 @@ def test_keys_are_required_except_for_health(secured: TestClient) -> None:
     assert chat(secured, BOB).status_code == 200
 
 
-def test_files_and_jobs_belong_to_their_owner(secured: TestClient, training_stub: None) -> None:
+def test_files_and_jobs_belong_to_their_owner(secured: TestClient) -> None:
     line = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
     uploaded = secured.post(
         "/v1/files", files={"file": ("t.jsonl", json.dumps(line).encode())}, data={"purpose": "fine-tune"}, headers=ALICE
@@ -72,7 +72,7 @@ def test_files_and_jobs_belong_to_their_owner(secured: TestClient, training_stub
 
 def test_fine_tuned_models_belong_to_their_owner(secured: TestClient, services: Services) -> None:
     name = f"ft:{BASE}:alice:x:ftjob-1"
-    model = ServedModel(name=name, path="/adapters/x", parent=BASE, owner="alice", created=1, job_id="ftjob-1")
+    model = Adapter(name=name, path="/adapters/x", parent=BASE, owner="alice", created=1, job_id="ftjob-1")
     services.fine_tuning.store.add_model(model)
     alice_models = {m["id"]: m for m in secured.get("/v1/models", headers=ALICE).json()["data"]}
     assert alice_models[name]["owned_by"] == "alice"

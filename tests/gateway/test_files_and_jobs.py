@@ -79,7 +79,7 @@ def test_job_create_rejections(client: TestClient) -> None:
     assert_error(create_job(client), 400, param="training_file")
 
 
-def test_job_lifecycle_until_training(client: TestClient, training_stub: None) -> None:
+def test_job_lifecycle_until_training(client: TestClient) -> None:
     file_id = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
     method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "lora_r": 8}}}
     created = create_job(client, training_file=file_id, method=method, suffix="demo", metadata={"team": "a"})
@@ -88,7 +88,7 @@ def test_job_lifecycle_until_training(client: TestClient, training_stub: None) -
     assert job["id"].startswith("ftjob-") and job["object"] == "fine_tuning.job"
     assert job["status"] == "validating_files" and job["fine_tuned_model"] is None
     assert isinstance(job["seed"], int) and job["organization_id"] == "local"
-    job = wait_for_status(client, job["id"], "queued")
+    job = wait_for_status(client, job["id"], "running")
     assert job["hyperparameters"] == {"batch_size": 1, "learning_rate_multiplier": 1.0, "n_epochs": 2}
     other = create_job(client, training_file=file_id, hyperparameters={"batch_size": 2}).json()
     page = client.get("/v1/fine_tuning/jobs", params={"limit": 1}).json()
@@ -98,7 +98,8 @@ def test_job_lifecycle_until_training(client: TestClient, training_stub: None) -
     tagged = client.get("/v1/fine_tuning/jobs", params={"metadata[team]": "a"}).json()["data"]
     assert [j["id"] for j in tagged] == [job["id"]]
     events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
-    assert events[0]["message"].startswith("Files validated (4 examples)")
+    assert events[0]["message"] == "Fine-tuning job started"
+    assert events[1]["message"].startswith("Files validated (4 examples)")
     assert events[-1]["message"].startswith("Created fine-tuning job")
     assert all(e["id"].startswith("ftevent-") and e["object"] == "fine_tuning.job.event" for e in events)
     cancelled = client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").json()
@@ -116,7 +117,7 @@ def test_malformed_file_fails_job_with_code(client: TestClient) -> None:
     assert "Line" in failed["error"]["message"]
 
 
-def test_seed_routes_confine_paths(client: TestClient, settings, training_stub: None) -> None:
+def test_seed_routes_confine_paths(client: TestClient, settings) -> None:
     assert_error(client.post("/fine-tune", json={"dataset_path": "/etc/passwd"}), 400, param="dataset_path")
     assert_error(client.post("/fine-tune", json={"dataset_path": "../x.jsonl"}), 400, param="dataset_path")
     dataset = Path(settings.data_dir) / "train.jsonl"

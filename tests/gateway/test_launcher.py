@@ -15,9 +15,8 @@ def settings(**env: str) -> Settings:
     return Settings.from_env({"SERVE_HOST": "127.0.0.1", **env})
 
 
-@pytest.mark.parametrize("replicas", ["1", "3"])
-def test_gateway_replicas_on_an_own_cluster_serve_the_port_themselves(replicas: str) -> None:
-    assert uses_direct_ingress(settings(GATEWAY_REPLICAS=replicas))
+def test_on_an_own_cluster_the_gateway_replicas_serve_the_port_by_default() -> None:
+    assert uses_direct_ingress(settings())
 
 
 def test_turned_off_serve_s_proxy_serves_it() -> None:

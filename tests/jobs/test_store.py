@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs.records import FileObject, FineTuningJob, Hyperparameters, JobEvent, ServedModel
+from engines.adapters import Adapter
+from jobs.records import FileObject, FineTuningJob, Hyperparameters, JobEvent
 from jobs.store import Store
 
 
@@ -27,7 +28,7 @@ def test_everything_survives_reopening(tmp_path: Path) -> None:
     store.add_file(file, owner="local", path=tmp_path / "file-1")
     store.add_job(job("ftjob-1", "running"), owner="local")
     store.add_event("ftjob-1", JobEvent(id="ftevent-1", created_at=1, level="info", message="hello"))
-    store.add_model(ServedModel(name="ft:x", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1"))
+    store.add_model(Adapter(name="ft:x", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1"))
     reopened = Store(path)
     assert reopened.get_file("file-1", owner="local")[0] == file
     assert reopened.get_job("ftjob-1").status == "running"

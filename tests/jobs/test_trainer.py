@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from jobs.data import parse_jsonl
 from jobs.errors import TrainingCancelled
 from jobs.hyperparameters import resolve_hyperparameters
-from jobs.results import metrics_csv
+from jobs.results import StepMetrics, metrics_csv
 from jobs.trainer import TrainingResult, TrainingSpec, run_training
 
 BASE_ID = "smollm2-135m-instruct"
@@ -43,10 +42,10 @@ class Recorder:
         self.checkpoints: list[tuple] = []
         self.messages: list[tuple[str, str]] = []
 
-    def metrics(self, *args: Any) -> None:
-        self.metrics_calls.append(args)
+    def metrics(self, row: StepMetrics, total_steps: int) -> None:
+        self.metrics_calls.append((row.step, total_steps, row.train_loss, row.train_accuracy, row.valid_loss))
 
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: dict[str, Any]) -> None:
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None:
         self.checkpoints.append((step, epoch, path, metrics))
 
     def message(self, level: str, text: str) -> None:
@@ -112,8 +111,9 @@ def test_loss_falls_and_metrics_are_reported_each_step(run: tuple[TrainingResult
 
 def test_step_metrics_feed_the_result_file(run: tuple[TrainingResult, Recorder, Path]) -> None:
     result, _, _ = run
-    assert [row["step"] for row in result.step_metrics] == [1, 2, 3, 4]
-    assert all(row["valid_loss"] is not None and row["valid_mean_token_accuracy"] is not None for row in result.step_metrics)
+    assert [row.step for row in result.step_metrics] == [1, 2, 3, 4]
+    assert all(row.valid_loss is not None and row.valid_mean_token_accuracy is not None for row in result.step_metrics)
+    assert all(row.train_accuracy is not None for row in result.step_metrics)
     assert len(metrics_csv(result.step_metrics).splitlines()) == 5
 
 
@@ -122,8 +122,9 @@ def test_one_loadable_checkpoint_per_epoch(run: tuple[TrainingResult, Recorder, 
     assert [(step, epoch) for step, epoch, _, _ in reporter.checkpoints] == [(2, 1), (4, 2)]
     assert sorted(os.listdir(output_dir / "checkpoints")) == ["step-2", "step-4"]
     step, _, path, metrics = reporter.checkpoints[0]
-    assert path == str(output_dir / "checkpoints" / "step-2") and metrics["step"] == step
-    assert metrics["valid_loss"] is not None
+    assert path == str(output_dir / "checkpoints" / "step-2") and metrics is not None and metrics.step == step
+    assert metrics.valid_loss is not None
+    assert metrics.checkpoint_metrics().train_mean_token_accuracy is not None
     assert adapter_base(path) == BASE_ID
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, path)

@@ -1,0 +1,20 @@
+"""The services route handlers receive, injected by the app. They are trusted objects, so Litestar does not
+validate them per request (it cannot check a Protocol, and need not check the rest)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar.params import Dependency
+
+from gateway.engine_client import EngineClient
+from gateway.serving.chat import ChatService
+from gateway.serving.models import ModelCatalog
+from jobs.files import FileService
+from jobs.service import FineTuningService
+
+Engine = Annotated[EngineClient, Dependency(skip_validation=True)]
+Chat = Annotated[ChatService, Dependency(skip_validation=True)]
+Models = Annotated[ModelCatalog, Dependency(skip_validation=True)]
+Files = Annotated[FileService, Dependency(skip_validation=True)]
+FineTuning = Annotated[FineTuningService, Dependency(skip_validation=True)]

@@ -1,0 +1,83 @@
+"""What a training run reports while it runs, and how the scheduler drives a run wherever it is: the
+`TrainerLauncher` starts one (a Ray actor in the platform, a scripted stand-in in fast tests) and the
+`TrainingRun` it returns is polled for progress, cancelled, and awaited for its result."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Protocol
+
+import msgspec
+
+from jobs.results import StepMetrics
+from jobs.trainer import TrainingResult, TrainingSpec
+
+
+class MetricsReport(msgspec.Struct, frozen=True):
+    row: StepMetrics
+    total_steps: int
+
+
+class CheckpointReport(msgspec.Struct, frozen=True):
+    step: int
+    epoch: int
+    path: str
+    metrics: StepMetrics | None
+
+
+class MessageReport(msgspec.Struct, frozen=True):
+    level: str
+    text: str
+
+
+Progress = MetricsReport | CheckpointReport | MessageReport
+
+
+class BufferedReporter:
+    """The trainer's Reporter: collects a run's progress until the scheduler drains it."""
+
+    def __init__(self) -> None:
+        self._reports: deque[Progress] = deque()
+        self.cancelled = threading.Event()
+
+    def metrics(self, row: StepMetrics, total_steps: int) -> None:
+        # A copy: the trainer fills in the row's validation values later.
+        self._reports.append(MetricsReport(msgspec.structs.replace(row), total_steps))
+
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None:
+        self._reports.append(CheckpointReport(step, epoch, path, metrics and msgspec.structs.replace(metrics)))
+
+    def message(self, level: str, text: str) -> None:
+        self._reports.append(MessageReport(level, text))
+
+    def should_cancel(self) -> bool:
+        return self.cancelled.is_set()
+
+    def drain(self) -> list[Progress]:
+        reports = []
+        while self._reports:
+            reports.append(self._reports.popleft())
+        return reports
+
+
+class TrainingRun(Protocol):
+    async def result(self) -> TrainingResult:
+        """The run's result; raises TrainingCancelled when it stopped for a cancel, or the run's failure."""
+        ...
+
+    async def drain(self) -> list[Progress]:
+        """Progress reported since the last drain; empty when the run cannot be reached."""
+        ...
+
+    def cancel(self) -> None:
+        """Asks the run to stop at its next step."""
+        ...
+
+    def kill(self) -> None:
+        """Stops the run now, wherever it is."""
+        ...
+
+
+class TrainerLauncher(Protocol):
+    def start(self, job_id: str, spec: TrainingSpec) -> TrainingRun: ...
