@@ -29,8 +29,9 @@ _MEANINGS = {
 
 
 def error_responses(*statuses: int, authenticated: bool = True) -> dict[int, ResponseSpec]:
-    """The documented error responses of an operation; every route behind the keys can also answer 401 and 429."""
-    codes = {*statuses, *((401, 429) if authenticated else ())}
+    """The documented error responses of an operation. Every route behind the keys can also answer 400 (a bad
+    parameter), 401 and 429."""
+    codes = {*statuses, *((400, 401, 429) if authenticated else ())}
     return {
         status: ResponseSpec(ErrorEnvelope, description=_MEANINGS[status], generate_examples=False)
         for status in sorted(codes)

@@ -22,11 +22,9 @@ COMPLETION = ResponseSpec(
     "/v1/chat/completions",
     status_code=200,
     summary="Create a chat completion",
-    responses={200: COMPLETION, **error_responses(400, 404, 413, 503)},
+    responses={200: COMPLETION, **error_responses(404, 413, 503)},
 )
-async def create_chat_completion(
-    data: ChatCompletionRequest, request: Request, chat: Chat, owner: str
-) -> Response:
+async def create_chat_completion(data: ChatCompletionRequest, request: Request, chat: Chat, owner: str) -> Response:
     result = await chat.create(data, request_log(request), owner=owner)
     if isinstance(result, ChatCompletion):
         return Response(result)

@@ -24,7 +24,7 @@ Multipart = Body(media_type=RequestEncodingType.MULTI_PART)
 Limit = Annotated[int, Parameter(ge=1, le=10_000, description="At most this many files")]
 
 
-@post("/v1/files", status_code=200, summary="Upload a file", responses=error_responses(400, 413))
+@post("/v1/files", status_code=200, summary="Upload a file", responses=error_responses(413))
 async def upload_file(data: Annotated[FileUpload, Multipart], files: Files, owner: str) -> FileObject:
     content = await data.file.read()
     return await asyncio.to_thread(
@@ -32,7 +32,7 @@ async def upload_file(data: Annotated[FileUpload, Multipart], files: Files, owne
     )
 
 
-@get("/v1/files", summary="List files", responses=error_responses(400))
+@get("/v1/files", summary="List files", responses=error_responses())
 async def list_files(
     files: Files,
     owner: str,

@@ -41,7 +41,7 @@ class WithMetadataFilter(Operation):
         self.parameters = [*(self.parameters or []), metadata]
 
 
-@post("/v1/fine_tuning/jobs", status_code=200, summary="Create a fine-tuning job", responses=error_responses(400, 404, 413))
+@post("/v1/fine_tuning/jobs", status_code=200, summary="Create a fine-tuning job", responses=error_responses(404, 413))
 async def create_job(data: JobCreateRequest, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
     return await fine_tuning.create(data, owner=owner)
 
@@ -49,7 +49,7 @@ async def create_job(data: JobCreateRequest, fine_tuning: FineTuning, owner: str
 @get(
     "/v1/fine_tuning/jobs",
     summary="List fine-tuning jobs",
-    responses=error_responses(400),
+    responses=error_responses(),
     operation_class=WithMetadataFilter,
 )
 async def list_jobs(
@@ -69,12 +69,12 @@ async def retrieve_job(job_id: str, fine_tuning: FineTuning, owner: str) -> Fine
     return await asyncio.to_thread(fine_tuning.get, job_id, owner=owner)
 
 
-@post(JOB + "/cancel", status_code=200, summary="Cancel a fine-tuning job", responses=error_responses(400, 404))
+@post(JOB + "/cancel", status_code=200, summary="Cancel a fine-tuning job", responses=error_responses(404))
 async def cancel_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
     return await asyncio.to_thread(fine_tuning.cancel, job_id, owner=owner)
 
 
-@get(JOB + "/events", summary="List a fine-tuning job's events", responses=error_responses(400, 404))
+@get(JOB + "/events", summary="List a fine-tuning job's events", responses=error_responses(404))
 async def list_events(
     job_id: str,
     fine_tuning: FineTuning,
@@ -86,7 +86,7 @@ async def list_events(
     return CursorPage.of(page.items, page.has_more)
 
 
-@get(JOB + "/checkpoints", summary="List a fine-tuning job's checkpoints", responses=error_responses(400, 404))
+@get(JOB + "/checkpoints", summary="List a fine-tuning job's checkpoints", responses=error_responses(404))
 async def list_checkpoints(
     job_id: str,
     fine_tuning: FineTuning,

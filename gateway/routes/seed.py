@@ -23,7 +23,7 @@ from jobs.datasets import confined_path
 SeedLimit = Annotated[int, Parameter(ge=1, le=100, description="At most this many jobs")]
 
 
-@post("/chat", status_code=200, summary="The seed's chat", responses=error_responses(400, 404, 413, 503))
+@post("/chat", status_code=200, summary="The seed's chat", responses=error_responses(404, 413, 503))
 async def seed_chat(data: SeedChatRequest, request: Request, chat: Chat, owner: str) -> SeedChatResponse:
     if data.adapter_path is not None:
         raise InvalidRequestError(
@@ -47,7 +47,7 @@ async def seed_chat(data: SeedChatRequest, request: Request, chat: Chat, owner: 
     )
 
 
-@post("/fine-tune", status_code=200, summary="The seed's fine-tune", responses=error_responses(400, 404))
+@post("/fine-tune", status_code=200, summary="The seed's fine-tune", responses=error_responses(404))
 async def seed_fine_tune(data: SeedFineTuneRequest, files: Files, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
     roots = fine_tuning.data_roots
     dataset = confined_path(data.dataset_path, roots, param="dataset_path")
@@ -71,7 +71,7 @@ def _training_file(dataset: Path, given: str, files: Files, owner: str) -> str:
     raise InvalidRequestError(f"No dataset at '{given}'.", param="dataset_path", code="file_not_found")
 
 
-@get("/jobs", summary="The seed's job list", responses=error_responses(400))
+@get("/jobs", summary="The seed's job list", responses=error_responses())
 async def seed_list_jobs(fine_tuning: FineTuning, owner: str, limit: SeedLimit = 100) -> CursorPage:
     page = await asyncio.to_thread(fine_tuning.list, owner=owner, after=None, limit=limit, metadata={})
     return CursorPage.of(page.items, page.has_more)
@@ -82,6 +82,6 @@ async def seed_get_job(job_id: str, fine_tuning: FineTuning, owner: str) -> Fine
     return await asyncio.to_thread(fine_tuning.get, job_id, owner=owner)
 
 
-@delete("/jobs/{job_id:str}", status_code=200, summary="The seed's cancel", responses=error_responses(400, 404))
+@delete("/jobs/{job_id:str}", status_code=200, summary="The seed's cancel", responses=error_responses(404))
 async def seed_cancel_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
     return await asyncio.to_thread(fine_tuning.cancel, job_id, owner=owner)

@@ -15,6 +15,8 @@ from tests.gateway.fakes import FakeEngine
 from tests.jobs.fakes import FakeLauncher
 
 BASE = "base-model"
+BASE_INFO = BaseModelInfo(id=BASE, root="/models/base", created=1, max_model_len=256)
+PLAN = plan_resources({"CPU": 2}, engine_replicas=1, engine_cpus=1, inference_gpu_fraction=0.6, training_gpu_fraction=0.4)
 
 
 @pytest.fixture
@@ -40,11 +42,7 @@ def launcher() -> FakeLauncher:
 
 @pytest.fixture
 def services(settings: Settings, adapters_dir: Path, launcher: FakeLauncher) -> Services:
-    plan = plan_resources(
-        {"CPU": 2}, engine_replicas=1, engine_cpus=1, inference_gpu_fraction=0.6, training_gpu_fraction=0.4
-    )
-    base = BaseModelInfo(id=BASE, root="/models/base", created=1, max_model_len=256)
-    return build_services(settings, plan, base, launcher)
+    return build_services(settings, PLAN, BASE_INFO, launcher)
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ class FakeEngine:
         self.reply = reply
         self.error = error
         self.fail_after_chunks: int | None = None
+        self.mid_stream_failure: Exception = EngineUnavailableError(
+            "The engine replica serving this request stopped; retry shortly."
+        )
         self.requests: list[GenerateRequest] = []
         self.healthy = True
 
@@ -29,7 +32,7 @@ class FakeEngine:
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)][:limit]
         for position, piece in enumerate(pieces):
             if position == self.fail_after_chunks:
-                raise EngineUnavailableError("The engine replica serving this request stopped; retry shortly.")
+                raise self.mid_stream_failure
             last = position == len(pieces) - 1
             finish = ("length" if limit < len(words) else "stop") if last else None
             logprobs = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from litestar.testing import TestClient
 
+from engines.adapters import Adapter
 from engines.core.errors import InvalidRequestError
 from engines.errors import EngineUnavailableError
+from gateway.services import Services
 from tests.gateway.conftest import BASE
 from tests.gateway.fakes import FakeEngine
 
@@ -201,3 +204,35 @@ def test_engine_failure_mid_stream_ends_with_an_error_event(engine: FakeEngine, 
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["type"] == "service_unavailable" and error["message"]
+
+
+def test_an_unexpected_error_mid_stream_still_ends_the_stream(engine: FakeEngine, client: TestClient) -> None:
+    """Any failure, not only the engine's own errors, ends with an error event in the envelope and [DONE]."""
+    engine.fail_after_chunks = 1
+    engine.mid_stream_failure = RuntimeError("a Ray object went missing")
+    events = sse_events(chat(client, stream=True))
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["type"] == "server_error" and error["code"] == "internal_error"
+    assert "Ray" not in error["message"]  # no internals leak into the stream
+
+
+def test_adapter_look_ups_are_cached_and_off_the_event_loop(client: TestClient, services: Services) -> None:
+    store = services.fine_tuning.store
+    name = f"ft:{BASE}:local::ftjob-1"
+    store.add_model(Adapter(name=name, path="/adapters/x", parent=BASE, owner="local", created=1, job_id="ftjob-1"))
+    reads: list[bool] = []
+    list_models = store.list_models
+
+    def counted() -> list[Adapter]:
+        try:
+            asyncio.get_running_loop()
+            reads.append(True)  # called on the event loop
+        except RuntimeError:
+            reads.append(False)
+        return list_models()
+
+    store.list_models = counted  # type: ignore[method-assign]
+    for _ in range(5):
+        assert chat(client, model=name).status_code == 200
+    assert reads == [False]

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
 from litestar.testing import TestClient
 
-from tests.gateway.conftest import BASE
+from gateway.app import create_app
+from gateway.services import Services, build_services
+from jobs.results import StepMetrics
+from tests.gateway.conftest import BASE, BASE_INFO, PLAN
 from tests.gateway.test_chat import assert_error
+from tests.jobs.fakes import FakeLauncher
 
 CHAT_LINE = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
@@ -130,3 +135,98 @@ def test_seed_routes_confine_paths(client: TestClient, settings) -> None:
     assert [j["id"] for j in client.get("/jobs").json()["data"]] == [job["id"]]
     assert client.get(f"/jobs/{job['id']}").json()["id"] == job["id"]
     assert client.delete(f"/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+def wait_for_event(client: TestClient, job_id: str, text: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+        if any(text in event["message"] for event in events):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no event with {text!r} for job {job_id}")
+
+
+def test_whole_number_floats_are_stored_as_integers(client: TestClient) -> None:
+    file_id = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
+    hyperparameters = {"n_epochs": 2.0, "batch_size": 2.0, "learning_rate_multiplier": 1}
+    created = create_job(client, training_file=file_id, hyperparameters=hyperparameters)
+    assert created.status_code == 200, created.text
+    job_id = created.json()["id"]
+    assert client.get(f"/v1/fine_tuning/jobs/{job_id}").status_code == 200
+    assert [job["id"] for job in client.get("/v1/fine_tuning/jobs").json()["data"]] == [job_id]
+    running = wait_for_status(client, job_id, "running")
+    assert running["hyperparameters"] == {"n_epochs": 2, "batch_size": 2, "learning_rate_multiplier": 1.0}
+    assert type(running["hyperparameters"]["n_epochs"]) is int
+
+
+def test_unreadable_job_records_are_failed_and_the_rest_is_served(
+    client: TestClient, settings, engine, services: Services
+) -> None:
+    file_id = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
+    two_epochs = {"n_epochs": 2}
+    old, broken, fine = (
+        create_job(client, training_file=file_id, hyperparameters=two_epochs).json()["id"] for _ in range(3)
+    )
+    for job_id in (old, broken, fine):
+        client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
+    database = sqlite3.connect(settings.store_path)
+    body = json.loads(database.execute("SELECT body FROM jobs WHERE id = ?", (old,)).fetchone()[0])
+    body["status"], body["hyperparameters"]["n_epochs"] = "queued", 2.0  # as an older release stored it
+    database.execute("UPDATE jobs SET status = 'queued', body = ? WHERE id = ?", (json.dumps(body), old))
+    database.execute("UPDATE jobs SET status = 'queued', body = ? WHERE id = ?", (b'{"id": 7, "hyperpa', broken))
+    database.commit()
+    # A new app over the same data: its start-up recovery reads every active job.
+    restarted = build_services(settings, PLAN, BASE_INFO, FakeLauncher())
+    app = create_app(settings, engine, restarted.models, restarted.files, restarted.fine_tuning)
+    with TestClient(app) as again:
+        listed = {job["id"]: job for job in again.get("/v1/fine_tuning/jobs").json()["data"]}
+        assert set(listed) == {old, broken, fine}
+        assert listed[fine]["status"] == "cancelled"
+        assert listed[broken]["status"] == "failed" and listed[broken]["error"]["code"] == "unreadable_record"
+        assert again.get(f"/v1/fine_tuning/jobs/{broken}").json()["status"] == "failed"
+        recovered = wait_for_status(again, old, "running")
+        assert recovered["hyperparameters"]["n_epochs"] == 2
+
+
+def test_a_cancel_answered_before_the_run_finishes_wins(client: TestClient, launcher: FakeLauncher) -> None:
+    """The run's last step check is behind it when the cancel comes, so it finishes anyway: no model is published."""
+    launcher.obeys_cancel = False
+    file_id = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
+    job_id = create_job(client, training_file=file_id, suffix="late").json()["id"]
+    wait_for_status(client, job_id, "running")
+    run = launcher.runs[job_id]
+    run.report_step(StepMetrics(step=1, train_loss=1.0), total_steps=1, checkpoint=True)
+    wait_for_event(client, job_id, "Step 1/1")
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    run.finish()
+    wait_for_event(client, job_id, "no model was published")
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["fine_tuned_model"] is None and job["result_files"] == []
+    models = [model["id"] for model in client.get("/v1/models").json()["data"]]
+    assert models == [BASE]
+    checkpoint = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"][0]
+    body = {"model": checkpoint["fine_tuned_model_checkpoint"], "messages": [{"role": "user", "content": "hi"}]}
+    assert_error(client.post("/v1/chat/completions", json=body), 404, code="model_not_found")
+
+
+def test_checkpoints_and_metric_events_keep_every_metric(client: TestClient, launcher: FakeLauncher) -> None:
+    file_id = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
+    job_id = create_job(client, training_file=file_id).json()["id"]
+    wait_for_status(client, job_id, "running")
+    row = StepMetrics(step=2, train_loss=0.5, train_accuracy=0.75, valid_loss=0.625, valid_mean_token_accuracy=0.5)
+    launcher.runs[job_id].report_step(row, total_steps=2, checkpoint=True)
+    launcher.runs[job_id].finish()
+    job = wait_for_status(client, job_id, "succeeded")
+    metrics = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"][0]["metrics"]
+    assert metrics == {
+        "step": 2,
+        "train_loss": 0.5,
+        "train_mean_token_accuracy": 0.75,
+        "valid_loss": 0.625,
+        "valid_mean_token_accuracy": 0.5,
+    }
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+    data = next(event["data"] for event in events if event["type"] == "metrics")
+    assert data["train_mean_token_accuracy"] == 0.75 and data["valid_mean_token_accuracy"] == 0.5
+    assert job["fine_tuned_model"] in [model["id"] for model in client.get("/v1/models").json()["data"]]
