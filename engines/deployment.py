@@ -4,7 +4,7 @@ tracked by Serve's model multiplexing so requests for an adapter go to replicas 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -22,11 +22,31 @@ from engines.errors import AdapterLoadError
 from engines.parking import EngineParking
 from engines.protocol import GenerateChunk, GenerateRequest
 
+EngineFactory = Callable[[EngineConfig], ChatEngine]
+AdapterLoader = Callable[[str], Awaitable[LoRARequest]]
+AdapterCache = Callable[[int], Callable[[AdapterLoader], AdapterLoader]]
+
+
+def serve_multiplexed(capacity: int) -> Callable[[AdapterLoader], AdapterLoader]:
+    """Serve's model multiplexing: it caches `capacity` adapters per replica (least recently used go first)
+    and reports them to Serve's router, which sends an adapter's requests to replicas that hold it."""
+    return serve.multiplexed(max_num_models_per_replica=capacity)
+
 
 class EngineDeployment:
-    def __init__(self, config: EngineConfig, log_level: str = "info") -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        log_level: str = "info",
+        *,
+        start_engine: EngineFactory = ChatEngine.start,
+        adapter_cache: AdapterCache = serve_multiplexed,
+    ) -> None:
+        """`start_engine` and `adapter_cache` are injected so the deployment's own logic runs in fast tests
+        without vLLM or a Serve replica around it."""
         configure_logging(log_level)
         self.config = config
+        self._start = start_engine
         self.engine = self._start_engine(config)
         self._parking: EngineParking | None = None
         if config.device == "cpu" and config.park_while_training:
@@ -40,7 +60,7 @@ class EngineDeployment:
             return await self._add_lora(name)
 
         # Serve keeps its multiplexing state on the loader, so it must be a plain function, not a bound method.
-        self._load_adapter = serve.multiplexed(max_num_models_per_replica=config.max_cpu_loras)(load_adapter)
+        self._load_adapter = adapter_cache(config.max_cpu_loras)(load_adapter)
 
     def _start_engine(self, config: EngineConfig) -> ChatEngine:
         """On CPU, claims this replica's compute cores on its node and starts vLLM bound to them; the engine
@@ -48,13 +68,13 @@ class EngineDeployment:
         if config.device == "cpu":
             os.environ[lora_cpu.ENABLE_ENV] = "1"  # read by the engine process's vLLM plugin
         if config.device != "cpu" or not config.cpu_binding or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
-            return ChatEngine.start(config)
+            return self._start(config)
         cores = cpu_binding.node_cores()
         self._core_slot = cpu_binding.CoreSlot.claim("engine", slots=max(config.replicas, len(cores)))
         compute = cpu_binding.replica_cores(cores, config.replicas, self._core_slot.index, config.threads)
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_binding.format_cores(compute)
         with cpu_binding.thread_affinity(cores):
-            return ChatEngine.start(config)
+            return self._start(config)
 
     def _awake(self) -> AbstractContextManager[None]:
         """Wraps every call that needs the engine's processes running."""

@@ -18,6 +18,7 @@ from engines.core.settings import Settings
 from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
 from gateway.app import create_app
+from gateway.bootstrap import prepare
 from gateway.engine_client import RayEngineClient
 from gateway.limits import LocalLimiter, ServeLimiter
 from gateway.listener import Listener
@@ -131,7 +132,5 @@ def build_platform(
 
 def build_app(args: dict[str, str] | None = None) -> Application:
     """For `serve run gateway.deployment:build_app`: settings from the environment (and `KEY=value` args)."""
-    from gateway.launcher import prepare
-
     settings, plan, model_path, created = prepare({**(args or {})})
     return build_platform(settings, plan, model_path, created)

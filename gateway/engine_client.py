@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 from ray.serve.handle import DeploymentHandle
@@ -75,7 +74,3 @@ def _engine_error(exc: BaseException) -> BaseException:
     ):
         return EngineUnavailableError("The engine replica serving this request stopped; retry shortly.")
     return exc
-
-
-def engine_client_for(app_name: str, deployment_name: str) -> RayEngineClient:
-    return RayEngineClient(serve.get_deployment_handle(deployment_name, app_name=app_name))

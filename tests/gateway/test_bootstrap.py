@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from engines.core.settings import Settings
-from gateway.launcher import proxy_port, uses_direct_ingress
+from gateway.bootstrap import proxy_port, uses_direct_ingress
 
 
 @pytest.fixture(autouse=True)
