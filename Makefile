@@ -34,6 +34,7 @@ run: model
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 test: model lint
 	$(PY) -m pytest

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from bench.measure import Row
 from bench.servers import REPO, platform, vllm_server
@@ -63,17 +64,18 @@ def bare_trl(data: Path) -> dict:
 
 def platform_job(client: openai.OpenAI, data: bytes) -> dict:
     uploaded = client.files.create(file=("bench.jsonl", io.BytesIO(data)), purpose="fine-tune")
+    # The LoRA keys are the platform's extensions, outside the SDK's types: sent as they are.
     job = client.fine_tuning.jobs.create(
-        model=client.models.list().data[0].id, training_file=uploaded.id, hyperparameters=HYPERPARAMETERS
+        model=client.models.list().data[0].id, training_file=uploaded.id, extra_body={"hyperparameters": HYPERPARAMETERS}
     )
     while job.status not in {"succeeded", "failed", "cancelled"}:
         time.sleep(1)  # gently: a busy poller would take CPU from the training it measures
         job = client.fine_tuning.jobs.retrieve(job.id)
-    if job.status != "succeeded":
+    if job.status != "succeeded" or job.fine_tuned_model is None or job.finished_at is None:
         raise RuntimeError(f"the benchmark job ended {job.status}: {job.error}")
     while True:
         try:
-            question = [{"role": "user", "content": "How do I visit the market?"}]
+            question: list[ChatCompletionMessageParam] = [{"role": "user", "content": "How do I visit the market?"}]
             client.chat.completions.create(model=job.fine_tuned_model, messages=question, max_tokens=8)
             break
         except openai.APIError:
@@ -82,7 +84,9 @@ def platform_job(client: openai.OpenAI, data: bytes) -> dict:
     servable_s = time.time() - job.finished_at
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
     trained = next(event for event in events if event.message.startswith("Trained "))
-    tokens_per_s = float(re.search(r"at ([\d.]+) tokens/s", trained.message).group(1))
+    rate = re.search(r"at ([\d.]+) tokens/s", trained.message)
+    assert rate is not None, trained.message
+    tokens_per_s = float(rate.group(1))
     return {"trained_tokens": job.trained_tokens, "tokens_per_second": tokens_per_s, "servable_after_s": servable_s}
 
 

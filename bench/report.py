@@ -125,12 +125,12 @@ def _interval(bounds: list[float] | None) -> str:
 def adapters_table(rows: list[Row]) -> str:
     rows = [row for row in rows if row["scenario"] == "adapters"]
     lines = ["| system | adapters in the mix | tok/s | ÷ base-only (same round) | TTFT p50 |", "|---|---|---|---|---|"]
-    base = _by(rows, "system", "adapters", "round").get
+    base = _by(rows, "system", "adapters", "round")
     for (system, count), group in sorted(_by(rows, "system", "adapters").items()):
         ratios = [
-            row["output_tokens_per_s"] / base((system, 0, row["round"]))[0]["output_tokens_per_s"]
+            row["output_tokens_per_s"] / same_round[0]["output_tokens_per_s"]
             for row in group
-            if base((system, 0, row["round"]))
+            if (same_round := base.get((system, 0, row["round"])))
         ]
         label = "base only" if count == 0 else str(count)
         tok = _median(r["output_tokens_per_s"] for r in group)

@@ -196,5 +196,5 @@ def register() -> None:
 
     if getattr(LoRAModelManager.activate_adapter, "__module__", "") == __name__:
         return
-    CpuPlatform.get_punica_wrapper = classmethod(lambda cls: f"{__name__}.GroupedPunicaWrapperCPU")  # type: ignore[method-assign]
-    LoRAModelManager.activate_adapter = _activate_adapter_hook(LoRAModelManager.activate_adapter)  # type: ignore[method-assign]
+    CpuPlatform.get_punica_wrapper = classmethod(lambda cls: f"{__name__}.GroupedPunicaWrapperCPU")
+    LoRAModelManager.activate_adapter = _activate_adapter_hook(LoRAModelManager.activate_adapter)

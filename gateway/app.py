@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.types import Middleware
 
 from engines.core.settings import Settings
 from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware, caller
@@ -82,7 +83,10 @@ def create_app(
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
         limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
     chat_service = ChatService(engine, models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None)
-    middleware = [AccessLogMiddleware, DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings))]
+    middleware: list[Middleware] = [
+        AccessLogMiddleware,
+        DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings)),
+    ]
     if limiter is not None and settings.rate_limit_rpm:
         middleware.append(DefineMiddleware(RateLimitMiddleware, limiter=limiter))
     services = {"engine": engine, "models": models, "chat": chat_service, "files": files, "fine_tuning": fine_tuning}

@@ -58,7 +58,7 @@ class Listener:
         )
         server = uvicorn.Server(config)
         # Signals belong to Ray's worker process, not to this server.
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext
         self._server = server
         self._task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         while not server.started:

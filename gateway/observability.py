@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from litestar import Request
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from engines.core.errors import PlatformError
 from gateway.errors import as_platform_error, envelope
@@ -69,7 +69,8 @@ class AccessLogMiddleware:
         incoming = dict(scope["headers"]).get(_REQUEST_ID)
         # Under Ray Serve the proxy sets x-request-id on the request and echoes it on the response.
         request_id = incoming.decode() if incoming else uuid.uuid4().hex
-        entry = RequestLog(request_id=request_id, method=scope["method"], path=scope["path"])
+        method = str(scope.get("method", ""))
+        entry = RequestLog(request_id=request_id, method=method, path=scope["path"])
         scope.setdefault("state", {})[_STATE_KEY] = entry
 
         async def send_logged(message: Message) -> None:
@@ -88,7 +89,7 @@ class AccessLogMiddleware:
             # handler inside this one; answered here, they keep the request id and the logged status.
             if entry.status is not None:
                 raise
-            error = as_platform_error(exc, method=scope["method"], path=scope["path"])
+            error = as_platform_error(exc, method=method, path=scope["path"])
             await send_error(send_logged, error)
         finally:
             # A client that disconnected mid-stream still gets its line.
@@ -99,5 +100,6 @@ async def send_error(send: Send, error: PlatformError) -> None:
     body = envelope(error)
     headers = [(key.lower().encode(), value.encode()) for key, value in error.headers.items()]
     headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": error.status_code, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})

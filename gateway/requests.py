@@ -20,7 +20,7 @@ _MISSING = object()
 
 class PlatformRequest(Request):
     async def json(self) -> Any:
-        decoded = self.scope.get("_platform_json", _MISSING)  # type: ignore[typeddict-item]
+        decoded = self.scope.get("_platform_json", _MISSING)
         if decoded is not _MISSING:
             return decoded
         body = await self.body()

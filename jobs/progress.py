@@ -10,6 +10,7 @@ from typing import Protocol
 
 import msgspec
 
+from jobs.records import EventLevel
 from jobs.results import StepMetrics
 from jobs.trainer import TrainingResult, TrainingSpec
 
@@ -27,7 +28,7 @@ class CheckpointReport(msgspec.Struct, frozen=True):
 
 
 class MessageReport(msgspec.Struct, frozen=True):
-    level: str
+    level: EventLevel
     text: str
 
 
@@ -49,7 +50,9 @@ class BufferedReporter:
         self._reports.append(CheckpointReport(step, epoch, path, metrics and msgspec.structs.replace(metrics)))
 
     def message(self, level: str, text: str) -> None:
-        self._reports.append(MessageReport(level, text))
+        """`level` as logging names it ("warning"), kept as a job event's level ("warn")."""
+        event_level: EventLevel = "warn" if level in ("warn", "warning") else "error" if level == "error" else "info"
+        self._reports.append(MessageReport(event_level, text))
 
     def should_cancel(self) -> bool:
         return self.cancelled.is_set()

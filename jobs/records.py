@@ -68,14 +68,18 @@ class FineTuningJob(msgspec.Struct, kw_only=True):
     user_provided_suffix: str | None = None
 
 
+EventLevel = Literal["info", "warn", "error"]
+EventKind = Literal["message", "metrics"]
+
+
 class JobEvent(msgspec.Struct, kw_only=True):
     id: str
     created_at: int
-    level: Literal["info", "warn", "error"]
+    level: EventLevel
     message: str
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
     data: dict[str, Any] | None = None
-    type: Literal["message", "metrics"] = "message"
+    type: EventKind = "message"
 
 
 class CheckpointMetrics(msgspec.Struct, kw_only=True, omit_defaults=True):

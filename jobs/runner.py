@@ -31,8 +31,9 @@ class TrainingPlacement(msgspec.Struct, frozen=True, kw_only=True):
     threads: int
 
 
-@ray.remote(max_concurrency=4)
-class TrainerActor:
+class Trainer:
+    """Runs in a Ray actor (`TrainerActor`), threaded so `drain` and `cancel` answer while `run` trains."""
+
     def __init__(self, job_id: str, log_level: str) -> None:
         configure_logging(log_level)
         self.job_id = job_id
@@ -53,6 +54,9 @@ class TrainerActor:
 
     def cancel(self) -> None:
         self.reporter.cancelled.set()
+
+
+TrainerActor = ray.remote(max_concurrency=4)(Trainer)
 
 
 class RayTrainingRun:

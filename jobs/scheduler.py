@@ -23,7 +23,7 @@ from jobs.errors import TrainingCancelled
 from jobs.files import FileService, new_id
 from jobs.hyperparameters import resolve_hyperparameters
 from jobs.progress import CheckpointReport, MetricsReport, TrainerLauncher, TrainingRun
-from jobs.records import ACTIVE_STATUSES, CheckpointMetrics, FineTuningJob, JobCheckpoint, JobEvent
+from jobs.records import ACTIVE_STATUSES, CheckpointMetrics, EventKind, EventLevel, FineTuningJob, JobCheckpoint, JobEvent
 from jobs.records import JobError as JobErrorRecord
 from jobs.results import metrics_csv
 from jobs.store import Store
@@ -195,7 +195,7 @@ class Scheduler:
             elif isinstance(report, CheckpointReport):
                 self._checkpoint(job_id, context, report)
             else:
-                self.event(job_id, "warn" if report.level in ("warn", "warning") else report.level, report.text)
+                self.event(job_id, report.level, report.text)
 
     def _metrics_event(self, job_id: str, report: MetricsReport, started: float) -> None:
         row, total = report.row, report.total_steps
@@ -297,7 +297,13 @@ class Scheduler:
         log.warning("job_failed", code=code, message=message)
 
     def event(
-        self, job_id: str, level: str, message: str, *, data: dict[str, Any] | None = None, kind: str = "message"
+        self,
+        job_id: str,
+        level: EventLevel,
+        message: str,
+        *,
+        data: dict[str, Any] | None = None,
+        kind: EventKind = "message",
     ) -> None:
         event = JobEvent(
             id=new_id("ftevent"), created_at=int(time.time()), level=level, message=message, data=data, type=kind

@@ -4,6 +4,7 @@ checkpoints; restart recovery; and the fine-tuned models the engines serve."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 import time
 from pathlib import Path
@@ -150,7 +151,7 @@ class FineTuningService:
 
     # --- serving and recovery ------------------------------------------------------------------------
 
-    def served_adapters(self) -> list[Adapter]:
+    def served_adapters(self) -> builtins.list[Adapter]:
         """Fine-tuned models and checkpoints (blocking: reads the store)."""
         return self.store.list_models()
 

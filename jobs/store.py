@@ -135,10 +135,10 @@ class Store:
             return True
 
     def get_job(self, job_id: str, *, owner: str | None = None) -> FineTuningJob | None:
-        sql, args = "SELECT id, owner, body FROM jobs WHERE id = ?", (job_id,)
+        sql, args = "SELECT id, owner, body FROM jobs WHERE id = ?", [job_id]
         if owner is not None:
-            sql, args = sql + " AND owner = ?", (job_id, owner)
-        rows = self._rows(sql, args)
+            sql, args = sql + " AND owner = ?", [job_id, owner]
+        rows = self._rows(sql, tuple(args))
         return self._readable_job(rows[0]) if rows else None
 
     def list_jobs(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page:

@@ -25,6 +25,7 @@ from gateway.protocol.chat import (
     ChoiceLogprobs,
     ChunkChoice,
     Delta,
+    FinishReason,
     FunctionCall,
     ResponseMessage,
     TokenLogprob,
@@ -135,7 +136,7 @@ class _Run:
 
     def _choice(self, index: int, state: _ChoiceState) -> Choice:
         text = "".join(state.text)
-        finish = _finish_reason(state.finish_reason)
+        finish: FinishReason = _finish_reason(state.finish_reason)
         logprobs = ChoiceLogprobs(content=state.logprobs) if state.logprobs is not None else None
         calls = self._tool_calls(text) if finish != "length" else None
         if calls is None:
@@ -167,8 +168,7 @@ class _Run:
         try:
             async for chunk in _chain(chunks, rest):
                 self.absorb(chunk)
-                out = [self._chunk_choice(delta, forced_tools) for delta in chunk.choices]
-                out = [choice for choice in out if choice is not None]
+                out = [choice for delta in chunk.choices if (choice := self._chunk_choice(delta, forced_tools))]
                 if out:
                     yield self._event(out)
         except Exception as exc:
@@ -224,7 +224,7 @@ async def _chain(head: list[GenerateChunk], rest: AsyncIterator[GenerateChunk]) 
         yield chunk
 
 
-def _finish_reason(reason: str | None) -> str:
+def _finish_reason(reason: str | None) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
 
