@@ -69,9 +69,10 @@ def inspect_adapter(path: Path, *, max_lora_rank: int) -> int:
 
 class AdapterRegistry:
     """Resolves model names to adapters: admin-placed folders and the `sources` (fine-tuned models in the
-    store). Look-ups read a snapshot in memory; building one touches disk and the store, so it runs in a
-    worker thread, when the snapshot is older than `max_age_s`, after `invalidate()` (a model was published
-    or deleted here), or when a name is missing (it may have been published by another process)."""
+    store). A snapshot is built in a worker thread, since it touches disk and the store. Listing always
+    builds a fresh one; a look-up by name, which every adapter request makes, reads the snapshot and builds
+    a new one only when it is older than `max_age_s`, after `invalidate()` (a model was published or
+    deleted here), or when the name is missing (another process may have published it)."""
 
     def __init__(
         self,
@@ -99,8 +100,7 @@ class AdapterRegistry:
         self._taken_at = -math.inf
 
     async def all(self) -> list[Adapter]:
-        if time.monotonic() - self._taken_at > self.max_age_s:
-            await self._refresh()
+        await self._refresh()
         return sorted(self._snapshot.values(), key=lambda adapter: (adapter.created, adapter.name))
 
     async def get(self, name: str) -> Adapter | None:

@@ -47,8 +47,18 @@ async def test_sources_are_read_once_until_invalidated(tmp_path: Path) -> None:
     for _ in range(3):
         assert await registry.get(published[0].name) == published[0]
     assert len(reads) == 1
-    published.clear()
-    assert len(await registry.all()) == 1  # still the snapshot
+    published.append(Adapter(name="ft:base:local::ftjob-2", path="/y", parent="base", created=6, owner="local"))
+    assert await registry.get("ft:base:local::ftjob-1") is not None
+    assert len(reads) == 1  # still the snapshot
+    gone = published.pop(0)
     registry.invalidate()
-    assert await registry.all() == []
+    assert await registry.get(gone.name) is None
     assert len(reads) == 2
+
+
+async def test_listing_is_always_fresh(tmp_path: Path) -> None:
+    """An adapter folder placed at run time is listed at once."""
+    registry = AdapterRegistry(tmp_path, base_model_id="base", max_lora_rank=16, max_age_s=3600)
+    assert await registry.get("x") is None
+    place(tmp_path, "now")
+    assert [adapter.name for adapter in await registry.all()] == ["now"]
