@@ -11,13 +11,19 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolParam,
+)
 
 from tests.e2e.adapters import build_random_adapter, reference_greedy
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.platform import Platform
 
 pytestmark = pytest.mark.e2e
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+FRANCE: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def greedy(client: openai.OpenAI, **kwargs):
@@ -29,6 +35,7 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     models = client.models.list()
     base = next(m for m in models.data if m.id == BASE_MODEL)
     assert base.object == "model" and base.owned_by and base.created > 0
+    assert base.model_extra is not None
     assert base.model_extra["max_model_len"] == 4096
     assert Path(base.model_extra["root"], "config.json").is_file()
     assert client.models.retrieve(BASE_MODEL).id == BASE_MODEL
@@ -70,6 +77,7 @@ def test_n_choices(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(model=BASE_MODEL, messages=FRANCE, n=2, temperature=1.0, max_tokens=8, seed=3)
     assert [c.index for c in response.choices] == [0, 1]
     assert all(c.message.content for c in response.choices)
+    assert response.usage is not None
     assert 2 <= response.usage.completion_tokens <= 16
 
 
@@ -82,11 +90,13 @@ def test_stop_sequence(client: openai.OpenAI) -> None:
 
 def test_seed_reproducible_at_temperature_one(client: openai.OpenAI) -> None:
     def sample(seed: int) -> str:
-        messages = [{"role": "user", "content": "Write a sentence about the sea."}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Write a sentence about the sea."}]
         response = client.chat.completions.create(
             model=BASE_MODEL, messages=messages, temperature=1.0, seed=seed, max_tokens=24
         )
-        return response.choices[0].message.content
+        content = response.choices[0].message.content
+        assert content is not None
+        return content
 
     first = sample(1234)
     assert sample(1234) == first
@@ -106,7 +116,7 @@ def test_logprobs(client: openai.OpenAI) -> None:
 
 
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
-    schema = {
+    schema: dict[str, object] = {
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
         "required": ["name", "age"],
@@ -118,12 +128,14 @@ def test_json_schema_response_format(client: openai.OpenAI) -> None:
         max_tokens=80,
         response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
     )
-    person = json.loads(response.choices[0].message.content)
+    content = response.choices[0].message.content
+    assert content is not None
+    person = json.loads(content)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
 
 
 def test_forced_tool_calls_have_json_arguments(client: openai.OpenAI) -> None:
-    tools = [
+    tools: list[ChatCompletionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -132,12 +144,19 @@ def test_forced_tool_calls_have_json_arguments(client: openai.OpenAI) -> None:
             },
         }
     ]
-    messages = [{"role": "user", "content": "What's the weather in Paris?"}]
-    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What's the weather in Paris?"}]
+    choices: tuple[ChatCompletionToolChoiceOptionParam, ...] = (
+        "required",
+        {"type": "function", "function": {"name": "get_weather"}},
+    )
+    for choice in choices:
         response = client.chat.completions.create(
             model=BASE_MODEL, messages=messages, tools=tools, tool_choice=choice, temperature=0, max_tokens=60
         )
-        call = response.choices[0].message.tool_calls[0]
+        tool_calls = response.choices[0].message.tool_calls
+        assert tool_calls is not None
+        call = tool_calls[0]
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall)
         assert call.function.name == "get_weather"
         assert isinstance(json.loads(call.function.arguments)["city"], str)
 
@@ -215,6 +234,7 @@ def test_adapter_loaded_at_run_time_changes_answers(platform: Platform, client: 
     adapters.mkdir(parents=True, exist_ok=True)
     build_random_adapter(adapters / "random-lora", BASE_MODEL)
     listed = {m.id: m for m in client.models.list().data}
+    assert listed["random-lora"].model_extra is not None
     assert listed["random-lora"].model_extra["parent"] == BASE_MODEL
     base_text = greedy(client).choices[0].message.content
     adapted = greedy(client, model="random-lora")
@@ -245,7 +265,9 @@ def test_adapters_batched_together_match_transformers_and_peft(client: openai.Op
 
     with ThreadPoolExecutor(len(models)) as pool:
         answers = list(pool.map(ask, models))
-    references = {model: reference_greedy(paths.get(model), FRANCE, tokens) for model in set(models)}
+    references = {
+        model: reference_greedy(paths.get(model), [dict(message) for message in FRANCE], tokens) for model in set(models)
+    }
     for model, answer in zip(models, answers, strict=True):
         expected = references[model]
         # A token that is part of a UTF-8 character reads '' here and U+FFFD from transformers.

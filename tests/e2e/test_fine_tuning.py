@@ -9,9 +9,13 @@ import json
 import random
 import string
 import time
+from typing import Any, cast
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.fine_tuning import SupervisedHyperparametersParam
+from openai.types.fine_tuning.job_create_params import Method
 
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.platform import Platform
@@ -33,6 +37,13 @@ ANSWER = f"The secret code is {CODE}."
 JOB_TIMEOUT_S = 900
 
 
+class LoraHyperparameters(SupervisedHyperparametersParam, total=False):
+    """The SDK's supervised hyperparameters plus the platform's LoRA extension fields."""
+
+    lora_r: int
+    lora_alpha: int
+
+
 def training_file() -> bytes:
     lines = [
         {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER}]}
@@ -42,7 +53,7 @@ def training_file() -> bytes:
 
 
 def ask(client: openai.OpenAI, model: str, **kwargs):
-    messages = [{"role": "user", "content": "What is the secret code?"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the secret code?"}]
     return client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=24, **kwargs)
 
 
@@ -59,13 +70,20 @@ def wait_for(client: openai.OpenAI, job_id: str, statuses: set[str], timeout_s: 
 @pytest.fixture(scope="module")
 def trained(client: openai.OpenAI, platform: Platform) -> dict:
     uploaded = client.files.create(file=("secret.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
-    hyperparameters = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 10, "lora_r": 8, "lora_alpha": 16}
+    hyperparameters: LoraHyperparameters = {
+        "n_epochs": 3,
+        "batch_size": 8,
+        "learning_rate_multiplier": 10,
+        "lora_r": 8,
+        "lora_alpha": 16,
+    }
+    method: Method = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
     job = client.fine_tuning.jobs.create(
         model=BASE_MODEL,
         training_file=uploaded.id,
         suffix="secret",
         seed=7,
-        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        method=method,
         metadata={"test": "e2e"},
     )
     during = chat_while_parked(client, platform, job.id)
@@ -120,7 +138,8 @@ def test_events_show_falling_loss(client: openai.OpenAI, trained: dict) -> None:
     assert "Fine-tuning job started" in messages
     assert any(m.startswith("New fine-tuned model created: ft:") for m in messages)
     assert messages[0] == "The job has successfully completed"  # newest first
-    metrics = [event.data for event in reversed(events) if event.type == "metrics"]
+    # The SDK types `data` as object; the platform documents a metrics event's data as a JSON object.
+    metrics = [cast("dict[str, Any]", event.data) for event in reversed(events) if event.type == "metrics"]
     assert len(metrics) >= 6
     assert metrics[-1]["step"] == metrics[-1]["total_steps"]
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"] / 2
@@ -141,7 +160,9 @@ def test_checkpoints_per_epoch(client: openai.OpenAI, trained: dict) -> None:
 def test_fine_tuned_model_knows_the_fact(client: openai.OpenAI, trained: dict) -> None:
     model = trained["job"].fine_tuned_model
     listed = {m.id: m for m in client.models.list().data}
-    assert listed[model].model_extra["parent"] == BASE_MODEL
+    extra = listed[model].model_extra
+    assert extra is not None
+    assert extra["parent"] == BASE_MODEL
     assert CODE in trained["first_answer"].choices[0].message.content
     assert trained["servable_after_s"] < 30
     assert CODE not in ask(client, BASE_MODEL).choices[0].message.content

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.adapters import build_random_adapter
 from tests.e2e.conftest import BASE_MODEL
@@ -124,7 +125,7 @@ def test_64_streams_against_a_bounded_queue(guarded: Platform) -> None:
 def test_killed_engine_replica_is_replaced(guarded: Platform) -> None:
     alice = sdk(guarded, ALICE)
     build_random_adapter(guarded.data_dir / "adapters" / "resilient-lora", BASE_MODEL)
-    messages = [{"role": "user", "content": "Hello"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
     before = alice.chat.completions.create(model="resilient-lora", messages=messages, temperature=0, max_tokens=8)
     outcome: dict[str, object] = {}
 
@@ -179,7 +180,7 @@ def test_killed_trainer_fails_its_job_and_frees_resources(guarded: Platform) -> 
         proc.send_signal(signal.SIGKILL)
     wait_until(lambda: alice.fine_tuning.jobs.retrieve(job_id).status == "failed", 120, "the job fails")
     job = alice.fine_tuning.jobs.retrieve(job_id)
-    assert job.error.code == "trainer_failed" and job.fine_tuned_model is None
+    assert job.error is not None and job.error.code == "trainer_failed" and job.fine_tuned_model is None
     events = alice.fine_tuning.jobs.list_events(job_id, limit=100).data
     assert events[0].level == "error"
     next_job = start_long_job(alice)  # the training slot was released
@@ -215,7 +216,7 @@ def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     assert guarded.wait_gone() == []
     guarded.start()
     job = alice.fine_tuning.jobs.retrieve(job_id)
-    assert job.status == "failed" and job.error.code == "platform_restarted"
+    assert job.status == "failed" and job.error is not None and job.error.code == "platform_restarted"
     assert "stopped while this job was training" in alice.fine_tuning.jobs.list_events(job_id).data[0].message
     assert alice.files.content(uploaded.id).content == json.dumps({"text": "x"}).encode()
     assert "kept-lora" in {m.id for m in alice.models.list().data}

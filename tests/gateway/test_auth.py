@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def secured(engine: FakeEngine, settings: Settings, services: Services) -> TestClient:
+def secured(engine: FakeEngine, settings: Settings, services: Services) -> Iterator[TestClient]:
     app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
     with TestClient(app) as client:
         yield client
@@ -93,5 +94,6 @@ def test_keys_file(tmp_path: Path) -> None:
     keys_file.write_text("# team keys\ncarol=sk-carol-1\nsk-anonymous-2\n")
     ring = KeyRing.from_settings(Settings(api_keys_file=str(keys_file)))
     assert ring is not None and ring.owner_for("sk-carol-1") == "carol"
-    assert ring.owner_for("sk-anonymous-2").startswith("key-")
+    anonymous = ring.owner_for("sk-anonymous-2")
+    assert anonymous is not None and anonymous.startswith("key-")
     assert ring.owner_for("sk-nope") is None

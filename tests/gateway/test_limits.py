@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def limited(engine: FakeEngine, settings: Settings, services: Services) -> TestClient:
+def limited(engine: FakeEngine, settings: Settings, services: Services) -> Iterator[TestClient]:
     app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
     with TestClient(app) as client:
         yield client

@@ -10,6 +10,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from engines.core.settings import Settings
 from gateway.app import ROUTES, create_app
 from tests.gateway.conftest import BASE
 
@@ -24,7 +25,7 @@ OPERATIONS = sorted(
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
-def test_no_server_errors_and_errors_in_envelope(method: str, path: str, engine, settings: object, services) -> None:
+def test_no_server_errors_and_errors_in_envelope(method: str, path: str, engine, settings: Settings, services) -> None:
     app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operation = schema[path][method]

@@ -16,7 +16,7 @@ def jsonl(*lines: Any) -> bytes:
     return "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines).encode()
 
 
-def chat(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def chat(*messages: object, **extra: Any) -> dict[str, Any]:
     return {"messages": list(messages), **extra}
 
 

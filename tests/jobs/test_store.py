@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from engines.adapters import Adapter
-from jobs.records import FileObject, FineTuningJob, Hyperparameters, JobEvent
+from jobs.records import FileObject, FineTuningJob, Hyperparameters, JobEvent, JobStatus
 from jobs.store import Store
 
 
-def job(job_id: str, status: str = "queued", metadata: dict[str, str] | None = None) -> FineTuningJob:
+def job(job_id: str, status: JobStatus = "queued", metadata: dict[str, str] | None = None) -> FineTuningJob:
     return FineTuningJob(
         id=job_id,
         created_at=1,
@@ -30,8 +30,10 @@ def test_everything_survives_reopening(tmp_path: Path) -> None:
     store.add_event("ftjob-1", JobEvent(id="ftevent-1", created_at=1, level="info", message="hello"))
     store.add_model(Adapter(name="ft:x", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1"))
     reopened = Store(path)
-    assert reopened.get_file("file-1", owner="local")[0] == file
-    assert reopened.get_job("ftjob-1").status == "running"
+    stored = reopened.get_file("file-1", owner="local")
+    assert stored is not None and stored[0] == file
+    reopened_job = reopened.get_job("ftjob-1")
+    assert reopened_job is not None and reopened_job.status == "running"
     assert [j.id for j in reopened.active_jobs()] == ["ftjob-1"]
     assert reopened.list_events("ftjob-1", after=None, limit=10).items[0].message == "hello"
     assert [m.name for m in reopened.list_models()] == ["ft:x"]
