@@ -31,8 +31,9 @@ class TrainingPlacement(msgspec.Struct, frozen=True, kw_only=True):
     threads: int
 
 
-class Trainer:
-    """Runs in a Ray actor (`TrainerActor`), threaded so `drain` and `cancel` answer while `run` trains."""
+class TrainerActor:
+    """Runs as a Ray actor (`RemoteTrainer`), threaded so `drain` and `cancel` answer while `run` trains. Its
+    processes are named after this class (`ray::TrainerActor`), which is how an operator finds them."""
 
     def __init__(self, job_id: str, log_level: str) -> None:
         configure_logging(log_level)
@@ -56,7 +57,7 @@ class Trainer:
         self.reporter.cancelled.set()
 
 
-TrainerActor = ray.remote(max_concurrency=4)(Trainer)
+RemoteTrainer = ray.remote(max_concurrency=4)(TrainerActor)
 
 
 class RayTrainingRun:
@@ -92,7 +93,7 @@ class RayTrainerLauncher:
     def start(self, job_id: str, spec: TrainingSpec) -> RayTrainingRun:
         if not ray.is_initialized():  # never start a stray local cluster from a library call
             raise PlatformError("Training needs the platform's Ray cluster, which is not running.", code="no_cluster")
-        actor = TrainerActor.options(
+        actor = RemoteTrainer.options(
             num_cpus=self.placement.cpus,
             num_gpus=self.placement.gpus,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.placement.threads), "HF_HUB_OFFLINE": "1"}},

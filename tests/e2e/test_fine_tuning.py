@@ -149,6 +149,8 @@ def test_checkpoints_per_epoch(client: openai.OpenAI, trained: dict) -> None:
     checkpoints = client.fine_tuning.jobs.checkpoints.list(trained["job"].id).data
     assert len(checkpoints) == 3
     assert all(c.id.startswith("ftckpt-") for c in checkpoints)
+    # The trainer's accuracy reaches each checkpoint under OpenAI's name.
+    assert all(c.metrics.train_mean_token_accuracy is not None and c.metrics.train_loss for c in checkpoints)
     assert (
         checkpoints[0].fine_tuned_model_checkpoint
         == f"{trained['job'].fine_tuned_model}:ckpt-step-{checkpoints[0].step_number}"
