@@ -27,7 +27,7 @@ def build_services(
     settings: Settings, plan: ResourcePlan, base: BaseModelInfo, launcher: TrainerLauncher | None = None
 ) -> Services:
     """`launcher` starts training runs: Ray actors placed by the resource plan unless one is given."""
-    store = Store(settings.store_path)
+    store = Store.open(settings.store_url)
     files = FileService(store, settings.data_path / "files", max_bytes=settings.max_upload_bytes)
     roots = [settings.data_path]
     threads = settings.training_threads or len(cpu_binding.node_cores())

@@ -3,11 +3,8 @@ DATA_DIR, so they survive restarts. Each object is kept as its JSON, beside the 
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +12,7 @@ import msgspec
 import structlog
 
 from engines.adapters import Adapter
+from jobs.database import Cursor, Database, open_database
 from jobs.records import (
     ACTIVE_STATUSES,
     FileObject,
@@ -29,25 +27,6 @@ from jobs.records import JobError as JobErrorRecord
 T = TypeVar("T")
 log = structlog.get_logger("jobs.store")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL,
-    purpose TEXT NOT NULL, path TEXT NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL,
-    status TEXT NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS job_contexts (job_id TEXT PRIMARY KEY, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, body BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL,
-    path TEXT NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS models (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, owner TEXT NOT NULL,
-    job_id TEXT NOT NULL, body BLOB NOT NULL);
-"""
-
 
 class Page(msgspec.Struct, frozen=True):
     items: list
@@ -55,29 +34,17 @@ class Page(msgspec.Struct, frozen=True):
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+    """The platform's metadata: files, jobs, events, checkpoints and published models, in the database of
+    `DATABASE_URL` (see jobs.database). Each object is kept as its JSON, beside the columns queries need."""
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._transaction = database.transaction
+        self._rows = database.rows
 
-    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(open_database(url))
 
     # --- files ---------------------------------------------------------------------------------------
 
@@ -103,9 +70,10 @@ class Store:
 
     def delete_file(self, file_id: str, *, owner: str) -> Path | None:
         with self._transaction() as db:
-            row = db.execute("SELECT path FROM files WHERE id = ? AND owner = ?", (file_id, owner)).fetchone()
-            if row is None:
+            found = db.rows("SELECT path FROM files WHERE id = ? AND owner = ?", (file_id, owner))
+            if not found:
                 return None
+            row = found[0]
             db.execute("DELETE FROM files WHERE id = ?", (file_id,))
         return Path(row[0])
 
@@ -144,8 +112,9 @@ class Store:
     def list_jobs(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page:
         where, args = ["owner = ?"], [owner]
         for key, value in metadata.items():
-            where.append("json_extract(body, ?) = ?")
-            args.extend([f'$.metadata."{key}"', value])
+            field, field_arg = self.database.json_text(key)
+            where.append(f"{field} = ?")
+            args.extend([field_arg, value])
         return self._page("jobs", where, args, after=after, limit=limit, ascending=False, decode=self._readable_job)
 
     def active_jobs(self) -> list[FineTuningJob]:
@@ -176,7 +145,11 @@ class Store:
     def save_context(self, job_id: str, body: bytes) -> None:
         """What the scheduler needs to run a job again after a restart (owner, output, raw hyperparameters)."""
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO job_contexts (job_id, body) VALUES (?, ?)", (job_id, body))
+            db.execute(
+                "INSERT INTO job_contexts (job_id, body) VALUES (?, ?)"
+                " ON CONFLICT (job_id) DO UPDATE SET body = excluded.body",
+                (job_id, body),
+            )
 
     def get_context(self, job_id: str) -> bytes | None:
         rows = self._rows("SELECT body FROM job_contexts WHERE job_id = ?", (job_id,))
@@ -253,18 +226,19 @@ def _encode(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
-def _update_job(db: sqlite3.Connection, job: FineTuningJob, expect: tuple[JobStatus, ...]) -> bool:
+def _update_job(db: Cursor, job: FineTuningJob, expect: tuple[JobStatus, ...]) -> bool:
     marks = ",".join("?" * len(expect))
-    cursor = db.execute(
+    changed = db.execute(
         f"UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status IN ({marks})",
         (job.status, _encode(job), job.id, *expect),
     )
-    return cursor.rowcount == 1
+    return changed == 1
 
 
-def _insert_model(db: sqlite3.Connection, model: Adapter) -> None:
+def _insert_model(db: Cursor, model: Adapter) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO models (name, owner, job_id, body) VALUES (?, ?, ?, ?)",
+        "INSERT INTO models (name, owner, job_id, body) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+        " owner = excluded.owner, job_id = excluded.job_id, body = excluded.body",
         (model.name, model.owner, model.job_id or "", _encode(model)),
     )
 

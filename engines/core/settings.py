@@ -65,6 +65,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "adapters placed in `DATA_DIR/adapters/<name>/` and fine-tuned models."
         ),
     ] = "./var"
+    database_url: Annotated[
+        str,
+        msgspec.Meta(
+            description="The metadata store: `sqlite:///path` or `postgresql://user:password@host:port/db`; "
+            "unset means SQLite at `DATA_DIR/platform.sqlite3`. A cluster whose nodes share no disk needs PostgreSQL."
+        ),
+    ] = ""
     model_cache_dir: Annotated[
         str,
         msgspec.Meta(description="Where the default model is converted to safetensors once; unset means `DATA_DIR/cache`."),
@@ -199,6 +206,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "INFERENCE_GPU_FRACTION + TRAINING_GPU_FRACTION must not exceed 1 "
                 f"(got {self.inference_gpu_fraction} + {self.training_gpu_fraction})"
             )
+        if self.database_url and not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError(
+                f"Invalid setting DATABASE_URL={self.database_url!r}: expected sqlite:///path or postgresql://..."
+            )
         if self.max_cpu_loras < self.max_loras:
             raise SettingsError(f"MAX_CPU_LORAS ({self.max_cpu_loras}) must be at least MAX_LORAS ({self.max_loras})")
 
@@ -217,7 +228,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def store_path(self) -> Path:
+        """The embedded store's file, when DATABASE_URL is unset."""
         return self.data_path / "platform.sqlite3"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.store_path}"
 
     @property
     def uses_default_model(self) -> bool:

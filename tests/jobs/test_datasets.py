@@ -16,7 +16,7 @@ LINE = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "co
 
 @pytest.fixture
 def files(tmp_path: Path) -> FileService:
-    return FileService(Store(tmp_path / "s.sqlite3"), tmp_path / "files", max_bytes=10_000)
+    return FileService(Store.open(f"sqlite:///{tmp_path}/s.sqlite3"), tmp_path / "files", max_bytes=10_000)
 
 
 @pytest.mark.parametrize("raw", ["/etc/passwd", "../outside", "inside/../../outside", "nul\x00byte"])

@@ -1,10 +1,40 @@
+"""The store's contract, run against both databases: SQLite (embedded) and PostgreSQL (a real server)."""
+
 from __future__ import annotations
 
+import itertools
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from engines.adapters import Adapter
+from jobs.database import MIGRATIONS, open_database
 from jobs.records import FileObject, FineTuningJob, Hyperparameters, JobEvent, JobStatus
 from jobs.store import Store
+from tests.servers import new_database
+
+_names = itertools.count()
+OpenStore = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+    """Opens the same store again each call, as a restarted process would."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.sqlite3"
+    else:
+        url = new_database(request.getfixturevalue("postgres"), f"store_{next(_names)}")
+    opened: list[Store] = []
+
+    def open_again() -> Store:
+        opened.append(Store.open(url))
+        return opened[-1]
+
+    yield open_again
+    for store in opened:
+        store.database.close()
 
 
 def job(job_id: str, status: JobStatus = "queued", metadata: dict[str, str] | None = None) -> FineTuningJob:
@@ -21,26 +51,27 @@ def job(job_id: str, status: JobStatus = "queued", metadata: dict[str, str] | No
     )
 
 
-def test_everything_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
-    store = Store(path)
+def test_everything_survives_reopening(open_store: OpenStore, tmp_path: Path) -> None:
+    store = open_store()
     file = FileObject(id="file-1", bytes=3, created_at=1, filename="a.jsonl", purpose="fine-tune")
     store.add_file(file, owner="local", path=tmp_path / "file-1")
     store.add_job(job("ftjob-1", "running"), owner="local")
+    store.save_context("ftjob-1", b'{"owner": "local"}')
     store.add_event("ftjob-1", JobEvent(id="ftevent-1", created_at=1, level="info", message="hello"))
     store.add_model(Adapter(name="ft:x", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1"))
-    reopened = Store(path)
-    stored = reopened.get_file("file-1", owner="local")
-    assert stored is not None and stored[0] == file
-    reopened_job = reopened.get_job("ftjob-1")
-    assert reopened_job is not None and reopened_job.status == "running"
+    reopened = open_store()
+    found = reopened.get_file("file-1", owner="local")
+    assert found is not None and found[0] == file
+    stored = reopened.get_job("ftjob-1")
+    assert stored is not None and stored.status == "running"
     assert [j.id for j in reopened.active_jobs()] == ["ftjob-1"]
+    assert reopened.get_context("ftjob-1") == b'{"owner": "local"}'
     assert reopened.list_events("ftjob-1", after=None, limit=10).items[0].message == "hello"
     assert [m.name for m in reopened.list_models()] == ["ft:x"]
 
 
-def test_pages_are_newest_first_with_cursor(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+def test_pages_are_newest_first_with_cursor(open_store: OpenStore) -> None:
+    store = open_store()
     for index in range(5):
         store.add_job(job(f"ftjob-{index}", metadata={"even": str(index % 2 == 0)}), owner="local")
     first = store.list_jobs(owner="local", after=None, limit=2, metadata={})
@@ -51,8 +82,73 @@ def test_pages_are_newest_first_with_cursor(tmp_path: Path) -> None:
     assert [j.id for j in even.items] == ["ftjob-4", "ftjob-2", "ftjob-0"]
 
 
-def test_owners_do_not_see_each_other(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+def test_owners_do_not_see_each_other(open_store: OpenStore, tmp_path: Path) -> None:
+    store = open_store()
     store.add_job(job("ftjob-a"), owner="alice")
+    store.add_file(
+        FileObject(id="file-a", bytes=1, created_at=1, filename="a", purpose="fine-tune"), owner="alice", path=tmp_path
+    )
     assert store.get_job("ftjob-a", owner="bob") is None
     assert store.list_jobs(owner="bob", after=None, limit=10, metadata={}).items == []
+    assert store.get_file("file-a", owner="bob") is None
+    assert store.delete_file("file-a", owner="bob") is None
+    assert store.delete_file("file-a", owner="alice") == tmp_path
+
+
+def test_a_write_expecting_a_changed_status_is_refused(open_store: OpenStore) -> None:
+    store = open_store()
+    store.add_job(job("ftjob-1", "running"), owner="local")
+    cancelled = job("ftjob-1", "cancelled")
+    assert store.save_job(cancelled, expect=("running",))
+    succeeded = job("ftjob-1", "succeeded")
+    model = Adapter(name="ft:late", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1")
+    assert not store.publish_job(succeeded, [model])
+    stored = store.get_job("ftjob-1")
+    assert stored is not None and stored.status == "cancelled"
+    assert store.list_models() == []
+
+
+def test_one_of_two_racing_writers_wins(open_store: OpenStore) -> None:
+    """A cancel and a publication, from two processes' stores at once: exactly one takes effect."""
+    first, second = open_store(), open_store()
+    first.add_job(job("ftjob-1", "running"), owner="local")
+    model = Adapter(name="ft:m", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1")
+    results: dict[str, bool] = {}
+    barrier = threading.Barrier(2)
+
+    def cancel() -> None:
+        barrier.wait()
+        results["cancel"] = first.save_job(job("ftjob-1", "cancelled"), expect=("running",))
+
+    def publish() -> None:
+        barrier.wait()
+        results["publish"] = second.publish_job(job("ftjob-1", "succeeded"), [model])
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=publish)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values()) == [False, True]
+    stored = first.get_job("ftjob-1")
+    assert stored is not None
+    assert (stored.status == "succeeded") == results["publish"] == bool(first.list_models())
+
+
+def test_models_are_replaced_by_name(open_store: OpenStore) -> None:
+    store = open_store()
+    store.add_model(Adapter(name="ft:m", path="/old", parent="base", owner="local", created=1, job_id="ftjob-1"))
+    store.add_model(Adapter(name="ft:m", path="/new", parent="base", owner="local", created=2, job_id="ftjob-1"))
+    assert [(m.name, m.path) for m in store.list_models()] == [("ft:m", "/new")]
+
+
+def test_migrations_are_applied_once(open_store: OpenStore) -> None:
+    store = open_store()
+    open_store()
+    versions = store.database.rows("SELECT version FROM schema_migrations ORDER BY version")
+    assert [row[0] for row in versions] == [migration.version for migration in MIGRATIONS]
+
+
+def test_an_unknown_database_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        open_database("mysql://x")
