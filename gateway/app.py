@@ -21,10 +21,8 @@ from gateway.limits import Limiter, LocalLimiter
 from gateway.observability import AccessLogMiddleware
 from gateway.requests import PlatformRequest
 from gateway.routes import chat, files, fine_tuning, health, models, seed
+from gateway.services import Services
 from gateway.serving.chat import ChatService
-from gateway.serving.models import ModelCatalog
-from jobs.files import FileService
-from jobs.service import FineTuningService
 
 API_VERSION = "0.1.0"
 
@@ -71,34 +69,35 @@ async def _owner(request: Request) -> str:
     return caller(request)
 
 
-def create_app(
-    settings: Settings,
-    engine: EngineClient,
-    models: ModelCatalog,
-    files: FileService,
-    fine_tuning: FineTuningService,
-    limiter: Limiter | None = None,
-) -> Litestar:
+def create_app(settings: Settings, engine: EngineClient, services: Services, limiter: Limiter | None = None) -> Litestar:
     """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process."""
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
         limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
-    chat_service = ChatService(engine, models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None)
+    chat_service = ChatService(
+        engine, services.models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None
+    )
     middleware: list[Middleware] = [
         AccessLogMiddleware,
         DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings)),
     ]
     if limiter is not None and settings.rate_limit_rpm:
         middleware.append(DefineMiddleware(RateLimitMiddleware, limiter=limiter))
-    services = {"engine": engine, "models": models, "chat": chat_service, "files": files, "fine_tuning": fine_tuning}
+    provided = {
+        "engine": engine,
+        "models": services.models,
+        "chat": chat_service,
+        "files": services.files,
+        "fine_tuning": services.fine_tuning,
+    }
     return Litestar(
         route_handlers=ROUTES,
-        dependencies={"owner": Provide(_owner), **{name: _provide(value) for name, value in services.items()}},
+        dependencies={"owner": Provide(_owner), **{name: _provide(value) for name, value in provided.items()}},
         state=State({"settings": settings}),
         request_class=PlatformRequest,
         exception_handlers={Exception: handle_exception},
         middleware=middleware,
-        on_startup=[fine_tuning.recover],
-        on_shutdown=[fine_tuning.scheduler.close],
+        on_startup=services.on_startup,
+        on_shutdown=services.on_shutdown,
         request_max_body_size=max(settings.max_upload_bytes + 1024 * 1024, settings.max_request_bytes),
         openapi_config=OpenAPIConfig(
             title="LLM platform", version=API_VERSION, path="/docs", render_plugins=[], create_examples=False

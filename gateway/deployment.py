@@ -24,6 +24,8 @@ from gateway.limits import LocalLimiter, ServeLimiter
 from gateway.listener import Listener
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
+from jobs.assembly import BaseModel
+from jobs.control_plane import ControlPlane
 
 APP_NAME = "llm-platform"
 # The gateway writes its own access log (one JSON line per request); Serve's would duplicate it.
@@ -40,6 +42,7 @@ class Gateway:
         engine: DeploymentHandle,
         base: BaseModelInfo,
         plan: ResourcePlan,
+        control_plane: DeploymentHandle,
         limits: DeploymentHandle | None = None,
         *,
         listen: bool = False,
@@ -47,11 +50,9 @@ class Gateway:
         """With `listen`, the replica serves SERVE_PORT itself (gateway/listener.py) from when Serve starts the
         app's lifespan until it stops it, which Serve does after the replica has left its routing."""
         configure_logging(settings.log_level)
-        services = build_services(settings, plan, base)
+        services = build_services(settings, plan, base, control_plane=control_plane)
         limiter = ServeLimiter(limits) if limits is not None else None
-        self._app = create_app(
-            settings, RayEngineClient(engine), services.models, services.files, services.fine_tuning, limiter
-        )
+        self._app = create_app(settings, RayEngineClient(engine), services, limiter)
         if listen:
             # Shorter than Serve's grace, so in-flight streams end before Serve kills the replica.
             listener = Listener(
@@ -127,7 +128,19 @@ def build_platform(
             .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
             .bind(settings.rate_limit_rpm, settings.rate_limit_tpm)
         )
-    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, limits, listen=listen)
+    control_plane = (
+        serve.deployment(ControlPlane)
+        .options(
+            name="control_plane",
+            num_replicas=1,
+            ray_actor_options={"num_cpus": 0},
+            max_ongoing_requests=1000,
+            graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
+            logging_config=QUIET,
+        )
+        .bind(settings, plan, BaseModel(id=base.id, path=base.root))
+    )
+    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, control_plane, limits, listen=listen)
 
 
 def build_app(args: dict[str, str] | None = None) -> Application:

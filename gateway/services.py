@@ -1,66 +1,65 @@
-"""Builds the gateway's services from the settings: the store, files, fine-tuning and the model catalog."""
+"""Builds the gateway's services from the settings: the model catalog, files, and fine-tuning, which is the
+control plane's (reached through its handle) or, in a single process, a local service."""
 
 from __future__ import annotations
 
-import msgspec
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from engines import cpu_binding
+import msgspec
+from ray.serve.handle import DeploymentHandle
+
 from engines.adapters import AdapterRegistry
 from engines.core.settings import Settings
 from engines.resources import ResourcePlan
+from gateway.jobs_client import ControlPlaneJobs, JobsAPI
 from gateway.serving.models import BaseModelInfo, ModelCatalog
+from jobs.assembly import BaseModel, build_fine_tuning, open_files
 from jobs.files import FileService
 from jobs.progress import TrainerLauncher
-from jobs.runner import RayTrainerLauncher, TrainingPlacement
-from jobs.scheduler import Scheduler
-from jobs.service import FineTuningService
 from jobs.store import Store
 
 
 class Services(msgspec.Struct, frozen=True, kw_only=True):
+    store: Store
     models: ModelCatalog
     files: FileService
-    fine_tuning: FineTuningService
+    fine_tuning: JobsAPI
+    on_startup: list[Callable[[], Any]] = []
+    on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
 
 def build_services(
-    settings: Settings, plan: ResourcePlan, base: BaseModelInfo, launcher: TrainerLauncher | None = None
+    settings: Settings,
+    plan: ResourcePlan,
+    base: BaseModelInfo,
+    *,
+    control_plane: DeploymentHandle | None = None,
+    launcher: TrainerLauncher | None = None,
 ) -> Services:
-    """`launcher` starts training runs: Ray actors placed by the resource plan unless one is given."""
-    store = Store.open(settings.store_url)
-    files = FileService(store, settings.data_path / "files", max_bytes=settings.max_upload_bytes)
-    roots = [settings.data_path]
-    threads = settings.training_threads or len(cpu_binding.node_cores())
-    if launcher is None:
-        placement = TrainingPlacement(
-            cpus=plan.trainer_cpus, gpus=plan.trainer_gpus, parallel_jobs=plan.max_parallel_jobs, threads=threads
-        )
-        launcher = RayTrainerLauncher(placement, settings.log_level)
-    scheduler = Scheduler(
-        store,
-        files,
-        launcher,
-        base_model_path=base.root,
-        data_roots=roots,
-        parallel_jobs=plan.max_parallel_jobs,
-        training_threads=threads,
-        has_gpu=plan.trainer_gpus > 0,
-        max_lora_rank=settings.max_lora_rank,
-    )
-    fine_tuning = FineTuningService(
-        store,
-        files,
-        scheduler,
-        base_model_id=base.id,
-        jobs_dir=settings.data_path / "fine_tuning",
-        data_roots=roots,
-        max_lora_rank=settings.max_lora_rank,
-    )
+    """With `control_plane`, jobs are the control plane's; without, this process owns them (and recovers them
+    at start-up), which is right only where it is the platform's one process: the fast tests."""
+    on_startup: list[Callable[[], Any]] = []
+    on_shutdown: list[Callable[[], Awaitable[None]]] = []
+    jobs: JobsAPI
+    if control_plane is None:
+        service = build_fine_tuning(settings, plan, BaseModel(id=base.id, path=base.root), launcher)
+        store, files, jobs = service.store, service.files, service
+        on_startup.append(service.recover)
+        on_shutdown.append(service.close)
+    else:
+        store, files = open_files(settings)
+        jobs = ControlPlaneJobs(control_plane, store, base_model_id=base.id, data_roots=[settings.data_path])
     registry = AdapterRegistry(
-        settings.adapters_path,
-        base_model_id=base.id,
-        max_lora_rank=settings.max_lora_rank,
-        sources=[fine_tuning.served_adapters],
+        settings.adapters_path, base_model_id=base.id, max_lora_rank=settings.max_lora_rank, sources=[store.list_models]
     )
-    scheduler.on_models_published.append(registry.invalidate)
-    return Services(models=ModelCatalog(base, registry), files=files, fine_tuning=fine_tuning)
+    if control_plane is None:
+        service.scheduler.on_models_published.append(registry.invalidate)
+    return Services(
+        store=store,
+        models=ModelCatalog(base, registry),
+        files=files,
+        fine_tuning=jobs,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+    )

@@ -4,7 +4,6 @@ checkpoints; restart recovery; and the fine-tuned models the engines serve."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 import re
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from engines.adapters import Adapter
 from engines.core.errors import InvalidRequestError, NotFoundError, PlatformError
 from jobs.datasets import confined_path, is_file_id, looks_local
 from jobs.files import FileService, new_id
@@ -37,7 +35,36 @@ _SUFFIX = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 MAX_METADATA_PAIRS = 16
 
 
-class FineTuningService:
+class JobQueries:
+    """Reads of jobs, their events and checkpoints: any process with the store answers them."""
+
+    def __init__(self, store: Store, *, base_model_id: str, data_roots: list[Path]) -> None:
+        self.store = store
+        self.base_model_id = base_model_id
+        self.data_roots = data_roots
+
+    def get(self, job_id: str, *, owner: str) -> FineTuningJob:
+        job = self.store.get_job(job_id, owner=owner)
+        if job is None:
+            raise NotFoundError(f"Could not find fine-tune: {job_id}", param="fine_tuning_job_id", code="not_found")
+        return job
+
+    def list(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page:
+        return self.store.list_jobs(owner=owner, after=after, limit=limit, metadata=metadata)
+
+    def events(self, job_id: str, *, owner: str, after: str | None, limit: int) -> Page:
+        self.get(job_id, owner=owner)
+        return self.store.list_events(job_id, after=after, limit=limit)
+
+    def checkpoints(self, job_id: str, *, owner: str, after: str | None, limit: int) -> Page:
+        self.get(job_id, owner=owner)
+        return self.store.list_checkpoints(job_id, after=after, limit=limit)
+
+
+class FineTuningService(JobQueries):
+    """The owner of job state: creates, cancels and recovers jobs, and runs them through its scheduler. A
+    platform has exactly one (the control plane); two would run each queued job twice."""
+
     def __init__(
         self,
         store: Store,
@@ -49,12 +76,10 @@ class FineTuningService:
         data_roots: list[Path],
         max_lora_rank: int,
     ) -> None:
-        self.store = store
+        super().__init__(store, base_model_id=base_model_id, data_roots=data_roots)
         self.files = files
         self.scheduler = scheduler
-        self.base_model_id = base_model_id
         self.jobs_dir = jobs_dir
-        self.data_roots = data_roots
         self.max_lora_rank = max_lora_rank
 
     # --- API -----------------------------------------------------------------------------------------
@@ -115,16 +140,12 @@ class FineTuningService:
         self.scheduler.event(job_id, "info", f"Created fine-tuning job: {job_id}")
         return job, context
 
-    def get(self, job_id: str, *, owner: str) -> FineTuningJob:
-        job = self.store.get_job(job_id, owner=owner)
-        if job is None:
-            raise NotFoundError(f"Could not find fine-tune: {job_id}", param="fine_tuning_job_id", code="not_found")
+    async def cancel(self, job_id: str, *, owner: str) -> FineTuningJob:
+        job = await asyncio.to_thread(self._cancel, job_id, owner)
+        self.scheduler.request_cancel(job_id)
         return job
 
-    def list(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page:
-        return self.store.list_jobs(owner=owner, after=after, limit=limit, metadata=metadata)
-
-    def cancel(self, job_id: str, *, owner: str) -> FineTuningJob:
+    def _cancel(self, job_id: str, owner: str) -> FineTuningJob:
         job = self.get(job_id, owner=owner)
         if job.status not in ACTIVE_STATUSES:
             raise InvalidRequestError(
@@ -136,24 +157,14 @@ class FineTuningService:
         job.finished_at = int(time.time())
         job.estimated_finish = None
         if not self.store.save_job(job, expect=ACTIVE_STATUSES):
-            return self.cancel(job_id, owner=owner)  # it finished meanwhile: answered from its final status
-        self.scheduler.request_cancel(job_id)
+            return self._cancel(job_id, owner)  # it finished meanwhile: answered from its final status
         self.scheduler.event(job_id, "info", "Job cancellation requested")
         return job
 
-    def events(self, job_id: str, *, owner: str, after: str | None, limit: int) -> Page:
-        self.get(job_id, owner=owner)
-        return self.store.list_events(job_id, after=after, limit=limit)
+    # --- recovery ------------------------------------------------------------------------------------
 
-    def checkpoints(self, job_id: str, *, owner: str, after: str | None, limit: int) -> Page:
-        self.get(job_id, owner=owner)
-        return self.store.list_checkpoints(job_id, after=after, limit=limit)
-
-    # --- serving and recovery ------------------------------------------------------------------------
-
-    def served_adapters(self) -> builtins.list[Adapter]:
-        """Fine-tuned models and checkpoints (blocking: reads the store)."""
-        return self.store.list_models()
+    async def close(self) -> None:
+        await self.scheduler.close()
 
     def recover(self) -> None:
         """After a restart: jobs that were training fail with a clear event; waiting ones run again."""

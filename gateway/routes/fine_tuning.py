@@ -71,7 +71,7 @@ async def retrieve_job(job_id: str, fine_tuning: FineTuning, owner: str) -> Fine
 
 @post(JOB + "/cancel", status_code=200, summary="Cancel a fine-tuning job", responses=error_responses(404))
 async def cancel_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
-    return await asyncio.to_thread(fine_tuning.cancel, job_id, owner=owner)
+    return await fine_tuning.cancel(job_id, owner=owner)
 
 
 @get(JOB + "/events", summary="List a fine-tuning job's events", responses=error_responses(404))

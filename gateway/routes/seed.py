@@ -84,4 +84,4 @@ async def seed_get_job(job_id: str, fine_tuning: FineTuning, owner: str) -> Fine
 
 @delete("/jobs/{job_id:str}", status_code=200, summary="The seed's cancel", responses=error_responses(404))
 async def seed_cancel_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
-    return await asyncio.to_thread(fine_tuning.cancel, job_id, owner=owner)
+    return await fine_tuning.cancel(job_id, owner=owner)

@@ -8,13 +8,13 @@ from typing import Annotated
 from litestar.params import Dependency
 
 from gateway.engine_client import EngineClient
+from gateway.jobs_client import JobsAPI
 from gateway.serving.chat import ChatService
 from gateway.serving.models import ModelCatalog
 from jobs.files import FileService
-from jobs.service import FineTuningService
 
 Engine = Annotated[EngineClient, Dependency(skip_validation=True)]
 Chat = Annotated[ChatService, Dependency(skip_validation=True)]
 Models = Annotated[ModelCatalog, Dependency(skip_validation=True)]
 Files = Annotated[FileService, Dependency(skip_validation=True)]
-FineTuning = Annotated[FineTuningService, Dependency(skip_validation=True)]
+FineTuning = Annotated[JobsAPI, Dependency(skip_validation=True)]

@@ -42,11 +42,11 @@ def launcher() -> FakeLauncher:
 
 @pytest.fixture
 def services(settings: Settings, adapters_dir: Path, launcher: FakeLauncher) -> Services:
-    return build_services(settings, PLAN, BASE_INFO, launcher)
+    return build_services(settings, PLAN, BASE_INFO, launcher=launcher)
 
 
 @pytest.fixture
 def client(engine: FakeEngine, settings: Settings, services: Services) -> Iterator[TestClient]:
-    app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
+    app = create_app(settings, engine, services)
     with TestClient(app) as test_client:
         yield test_client

@@ -30,7 +30,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def secured(engine: FakeEngine, settings: Settings, services: Services) -> Iterator[TestClient]:
-    app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
+    app = create_app(settings, engine, services)
     with TestClient(app) as client:
         yield client
 
@@ -74,7 +74,7 @@ def test_files_and_jobs_belong_to_their_owner(secured: TestClient) -> None:
 def test_fine_tuned_models_belong_to_their_owner(secured: TestClient, services: Services) -> None:
     name = f"ft:{BASE}:alice:x:ftjob-1"
     model = Adapter(name=name, path="/adapters/x", parent=BASE, owner="alice", created=1, job_id="ftjob-1")
-    services.fine_tuning.store.add_model(model)
+    services.store.add_model(model)
     alice_models = {m["id"]: m for m in secured.get("/v1/models", headers=ALICE).json()["data"]}
     assert alice_models[name]["owned_by"] == "alice"
     assert name not in {m["id"] for m in secured.get("/v1/models", headers=BOB).json()["data"]}

@@ -218,7 +218,7 @@ def test_an_unexpected_error_mid_stream_still_ends_the_stream(engine: FakeEngine
 
 
 def test_adapter_look_ups_are_cached_and_off_the_event_loop(client: TestClient, services: Services) -> None:
-    store = services.fine_tuning.store
+    store = services.store
     name = f"ft:{BASE}:local::ftjob-1"
     store.add_model(Adapter(name=name, path="/adapters/x", parent=BASE, owner="local", created=1, job_id="ftjob-1"))
     reads: list[bool] = []
@@ -232,7 +232,7 @@ def test_adapter_look_ups_are_cached_and_off_the_event_loop(client: TestClient, 
             reads.append(False)
         return list_models()
 
-    store.list_models = counted  # type: ignore[method-assign]
+    services.models.adapters.sources = [counted]  # the store's models, counted
     for _ in range(5):
         assert chat(client, model=name).status_code == 200
     assert reads == [False]

@@ -177,8 +177,8 @@ def test_unreadable_job_records_are_failed_and_the_rest_is_served(
     database.execute("UPDATE jobs SET status = 'queued', body = ? WHERE id = ?", (b'{"id": 7, "hyperpa', broken))
     database.commit()
     # A new app over the same data: its start-up recovery reads every active job.
-    restarted = build_services(settings, PLAN, BASE_INFO, FakeLauncher())
-    app = create_app(settings, engine, restarted.models, restarted.files, restarted.fine_tuning)
+    restarted = build_services(settings, PLAN, BASE_INFO, launcher=FakeLauncher())
+    app = create_app(settings, engine, restarted)
     with TestClient(app) as again:
         listed = {job["id"]: job for job in again.get("/v1/fine_tuning/jobs").json()["data"]}
         assert set(listed) == {old, broken, fine}

@@ -45,7 +45,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def limited(engine: FakeEngine, settings: Settings, services: Services) -> Iterator[TestClient]:
-    app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
+    app = create_app(settings, engine, services)
     with TestClient(app) as client:
         yield client
 

@@ -26,7 +26,7 @@ OPERATIONS = sorted(
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_no_server_errors_and_errors_in_envelope(method: str, path: str, engine, settings: Settings, services) -> None:
-    app = create_app(settings, engine, services.models, services.files, services.fine_tuning)
+    app = create_app(settings, engine, services)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operation = schema[path][method]
 

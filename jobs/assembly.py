@@ -1,0 +1,62 @@
+"""Builds the jobs layer's objects from the settings: the store and files any process may open, and the
+fine-tuning service only the control plane (or a single-process test) runs."""
+
+from __future__ import annotations
+
+import msgspec
+
+from engines import cpu_binding
+from engines.core.settings import Settings
+from engines.resources import ResourcePlan
+from jobs.files import FileService
+from jobs.progress import TrainerLauncher
+from jobs.runner import RayTrainerLauncher, TrainingPlacement
+from jobs.scheduler import Scheduler
+from jobs.service import FineTuningService
+from jobs.store import Store
+
+
+class BaseModel(msgspec.Struct, frozen=True, kw_only=True):
+    """The base model jobs fine-tune: its id, and its local directory on the nodes that train."""
+
+    id: str
+    path: str
+
+
+def open_files(settings: Settings) -> tuple[Store, FileService]:
+    store = Store.open(settings.store_url)
+    return store, FileService(store, settings.data_path / "files", max_bytes=settings.max_upload_bytes)
+
+
+def build_fine_tuning(
+    settings: Settings, plan: ResourcePlan, base: BaseModel, launcher: TrainerLauncher | None = None
+) -> FineTuningService:
+    """`launcher` starts training runs: Ray actors placed by the resource plan unless one is given."""
+    store, files = open_files(settings)
+    roots = [settings.data_path]
+    threads = settings.training_threads or len(cpu_binding.node_cores())
+    if launcher is None:
+        placement = TrainingPlacement(
+            cpus=plan.trainer_cpus, gpus=plan.trainer_gpus, parallel_jobs=plan.max_parallel_jobs, threads=threads
+        )
+        launcher = RayTrainerLauncher(placement, settings.log_level)
+    scheduler = Scheduler(
+        store,
+        files,
+        launcher,
+        base_model_path=base.path,
+        data_roots=roots,
+        parallel_jobs=plan.max_parallel_jobs,
+        training_threads=threads,
+        has_gpu=plan.trainer_gpus > 0,
+        max_lora_rank=settings.max_lora_rank,
+    )
+    return FineTuningService(
+        store,
+        files,
+        scheduler,
+        base_model_id=base.id,
+        jobs_dir=settings.data_path / "fine_tuning",
+        data_roots=roots,
+        max_lora_rank=settings.max_lora_rank,
+    )
