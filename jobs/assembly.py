@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from engines import cpu_binding
+from engines.artifacts import artifact_store_from_url
 from engines.core.settings import Settings
 from engines.resources import ResourcePlan
 from jobs.files import FileService
@@ -24,8 +25,10 @@ class BaseModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def open_files(settings: Settings) -> tuple[Store, FileService]:
+    """The metadata store, and the files service over it and the artifact store."""
     store = Store.open(settings.store_url)
-    return store, FileService(store, settings.data_path / "files", max_bytes=settings.max_upload_bytes)
+    artifacts = artifact_store_from_url(settings.artifact_store, default_root=settings.data_path)
+    return store, FileService(store, artifacts, max_bytes=settings.max_upload_bytes)
 
 
 def build_fine_tuning(

@@ -1,13 +1,13 @@
-"""The files service: uploads stored under DATA_DIR/files, written atomically, listed from the store."""
+"""The files service: contents in the artifact store under `files/<id>` (written atomically there), the
+file objects in the metadata store, so any process on any node serves them."""
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
-from pathlib import Path
 
+from engines.artifacts import ArtifactStore
 from engines.core.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from jobs.records import FileObject
 from jobs.store import Page, Store
@@ -28,11 +28,10 @@ def safe_filename(name: str) -> str:
 
 
 class FileService:
-    def __init__(self, store: Store, files_dir: Path, *, max_bytes: int) -> None:
+    def __init__(self, store: Store, artifacts: ArtifactStore, *, max_bytes: int) -> None:
         self.store = store
-        self.files_dir = files_dir
+        self.artifacts = artifacts
         self.max_bytes = max_bytes
-        files_dir.mkdir(parents=True, exist_ok=True)
 
     def create(self, *, owner: str, filename: str, purpose: str, content: bytes) -> FileObject:
         if purpose not in PURPOSES:
@@ -50,25 +49,25 @@ class FileService:
             filename=safe_filename(filename),
             purpose=purpose,
         )
-        path = self.files_dir / file.id
-        _write_atomically(path, content)
-        self.store.add_file(file, owner=owner, path=path)
+        key = f"files/{file.id}"
+        self.artifacts.put_bytes(key, content)
+        self.store.add_file(file, owner=owner, key=key)
         return file
 
     def get(self, file_id: str, *, owner: str) -> FileObject:
         return self._find(file_id, owner)[0]
 
     def content(self, file_id: str, *, owner: str) -> bytes:
-        return self._find(file_id, owner)[1].read_bytes()
+        return self.artifacts.get_bytes(self._find(file_id, owner)[1])
 
     def list(self, *, owner: str, purpose: str | None, after: str | None, limit: int, order: str) -> Page:
         return self.store.list_files(owner=owner, purpose=purpose, after=after, limit=limit, ascending=order == "asc")
 
     def delete(self, file_id: str, *, owner: str) -> None:
-        path = self.store.delete_file(file_id, owner=owner)
-        if path is None:
+        key = self.store.delete_file(file_id, owner=owner)
+        if key is None:
             raise _missing(file_id)
-        path.unlink(missing_ok=True)
+        self.artifacts.delete(key)
 
     def store_result(self, *, owner: str, filename: str, content: bytes) -> FileObject:
         """A file the platform writes itself (a job's metrics CSV); not subject to the upload limit."""
@@ -79,12 +78,12 @@ class FileService:
             filename=filename,
             purpose="fine-tune-results",
         )
-        path = self.files_dir / file.id
-        _write_atomically(path, content)
-        self.store.add_file(file, owner=owner, path=path)
+        key = f"files/{file.id}"
+        self.artifacts.put_bytes(key, content)
+        self.store.add_file(file, owner=owner, key=key)
         return file
 
-    def _find(self, file_id: str, owner: str) -> tuple[FileObject, Path]:
+    def _find(self, file_id: str, owner: str) -> tuple[FileObject, str]:
         found = self.store.get_file(file_id, owner=owner)
         if found is None:
             raise _missing(file_id)
@@ -93,13 +92,3 @@ class FileService:
 
 def _missing(file_id: str) -> NotFoundError:
     return NotFoundError(f"No such File object: {file_id}", param="id", code="file_not_found")
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Written to a temporary name, synced, then renamed: a partial upload never becomes visible."""
-    staging = path.with_name(f".{path.name}.partial")
-    with staging.open("wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    staging.replace(path)

@@ -48,18 +48,20 @@ class Store:
 
     # --- files ---------------------------------------------------------------------------------------
 
-    def add_file(self, file: FileObject, *, owner: str, path: Path) -> None:
+    def add_file(self, file: FileObject, *, owner: str, key: str) -> None:
+        """`key`: where the content is in the artifact store."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO files (id, owner, purpose, path, body) VALUES (?, ?, ?, ?, ?)",
-                (file.id, owner, file.purpose, str(path), msgspec.json.encode(file)),
+                (file.id, owner, file.purpose, key, msgspec.json.encode(file)),
             )
 
-    def get_file(self, file_id: str, *, owner: str) -> tuple[FileObject, Path] | None:
+    def get_file(self, file_id: str, *, owner: str) -> tuple[FileObject, str] | None:
+        """The file and its content's key in the artifact store."""
         rows = self._rows("SELECT body, path FROM files WHERE id = ? AND owner = ?", (file_id, owner))
         if not rows:
             return None
-        return msgspec.json.decode(rows[0][0], type=FileObject), Path(rows[0][1])
+        return msgspec.json.decode(rows[0][0], type=FileObject), rows[0][1]
 
     def list_files(self, *, owner: str, purpose: str | None, after: str | None, limit: int, ascending: bool) -> Page:
         where, args = ["owner = ?"], [owner]
@@ -68,14 +70,15 @@ class Store:
             args.append(purpose)
         return self._page("files", where, args, after=after, limit=limit, ascending=ascending, decode=_decoder(FileObject))
 
-    def delete_file(self, file_id: str, *, owner: str) -> Path | None:
+    def delete_file(self, file_id: str, *, owner: str) -> str | None:
+        """Returns the deleted file's content key, or None when there was no such file."""
         with self._transaction() as db:
             found = db.rows("SELECT path FROM files WHERE id = ? AND owner = ?", (file_id, owner))
             if not found:
                 return None
             row = found[0]
             db.execute("DELETE FROM files WHERE id = ?", (file_id,))
-        return Path(row[0])
+        return str(row[0])
 
     # --- jobs ----------------------------------------------------------------------------------------
 

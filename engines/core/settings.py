@@ -72,6 +72,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "unset means SQLite at `DATA_DIR/platform.sqlite3`. A cluster whose nodes share no disk needs PostgreSQL."
         ),
     ] = ""
+    artifact_store: Annotated[
+        str,
+        msgspec.Meta(
+            description="Where file contents, checkpoints and adapters are kept: a local directory, or "
+            "`s3://bucket/prefix` on any S3-compatible store (endpoint and credentials from the usual AWS variables, "
+            "e.g. `AWS_ENDPOINT_URL`); unset means `DATA_DIR`. A cluster whose nodes share no disk needs S3."
+        ),
+    ] = ""
     model_cache_dir: Annotated[
         str,
         msgspec.Meta(description="Where the default model is converted to safetensors once; unset means `DATA_DIR/cache`."),

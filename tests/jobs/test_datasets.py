@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from engines.artifacts import LocalArtifactStore
 from engines.core.errors import InvalidRequestError
 from jobs.datasets import confined_path, load_examples
 from jobs.errors import InvalidTrainingFileError
@@ -16,7 +17,8 @@ LINE = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "co
 
 @pytest.fixture
 def files(tmp_path: Path) -> FileService:
-    return FileService(Store.open(f"sqlite:///{tmp_path}/s.sqlite3"), tmp_path / "files", max_bytes=10_000)
+    store = Store.open(f"sqlite:///{tmp_path}/s.sqlite3")
+    return FileService(store, LocalArtifactStore(tmp_path / "artifacts"), max_bytes=10_000)
 
 
 @pytest.mark.parametrize("raw", ["/etc/passwd", "../outside", "inside/../../outside", "nul\x00byte"])

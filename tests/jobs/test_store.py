@@ -54,14 +54,14 @@ def job(job_id: str, status: JobStatus = "queued", metadata: dict[str, str] | No
 def test_everything_survives_reopening(open_store: OpenStore, tmp_path: Path) -> None:
     store = open_store()
     file = FileObject(id="file-1", bytes=3, created_at=1, filename="a.jsonl", purpose="fine-tune")
-    store.add_file(file, owner="local", path=tmp_path / "file-1")
+    store.add_file(file, owner="local", key="files/file-1")
     store.add_job(job("ftjob-1", "running"), owner="local")
     store.save_context("ftjob-1", b'{"owner": "local"}')
     store.add_event("ftjob-1", JobEvent(id="ftevent-1", created_at=1, level="info", message="hello"))
     store.add_model(Adapter(name="ft:x", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1"))
     reopened = open_store()
     found = reopened.get_file("file-1", owner="local")
-    assert found is not None and found[0] == file
+    assert found == (file, "files/file-1")
     stored = reopened.get_job("ftjob-1")
     assert stored is not None and stored.status == "running"
     assert [j.id for j in reopened.active_jobs()] == ["ftjob-1"]
@@ -86,13 +86,13 @@ def test_owners_do_not_see_each_other(open_store: OpenStore, tmp_path: Path) -> 
     store = open_store()
     store.add_job(job("ftjob-a"), owner="alice")
     store.add_file(
-        FileObject(id="file-a", bytes=1, created_at=1, filename="a", purpose="fine-tune"), owner="alice", path=tmp_path
+        FileObject(id="file-a", bytes=1, created_at=1, filename="a", purpose="fine-tune"), owner="alice", key="files/file-a"
     )
     assert store.get_job("ftjob-a", owner="bob") is None
     assert store.list_jobs(owner="bob", after=None, limit=10, metadata={}).items == []
     assert store.get_file("file-a", owner="bob") is None
     assert store.delete_file("file-a", owner="bob") is None
-    assert store.delete_file("file-a", owner="alice") == tmp_path
+    assert store.delete_file("file-a", owner="alice") == "files/file-a"
 
 
 def test_a_write_expecting_a_changed_status_is_refused(open_store: OpenStore) -> None:

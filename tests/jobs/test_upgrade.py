@@ -6,7 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from engines.artifacts import LocalArtifactStore
 from jobs.database import MIGRATIONS
+from jobs.files import FileService
 from jobs.store import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release-0.1-data"
@@ -25,6 +27,10 @@ def test_release_0_1_store_opens_and_upgrades(tmp_path: Path) -> None:
         ("train.jsonl", "fine-tune", 93),
         ("step_metrics.csv", "fine-tune-results", 81),
     ]
+    # The files' contents, where release 0.1 left them, are now found through the artifact store.
+    contents = FileService(store, LocalArtifactStore(data), max_bytes=1000)
+    assert contents.content(files[0].id, owner="alice").startswith(b'{"messages": [{"role": "user"')
+    assert contents.content(files[1].id, owner="alice").startswith(b"step,train_loss")
     done = store.get_job(DONE, owner="alice")
     assert done is not None and done.status == "succeeded" and done.fine_tuned_model == MODEL
     assert done.trained_tokens == 1234 and done.metadata == {"team": "a"} and done.result_files == [files[1].id]
