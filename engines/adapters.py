@@ -39,6 +39,14 @@ class Adapter(msgspec.Struct, frozen=True, kw_only=True):
     owner: str = SHARED_OWNER
     job_id: str | None = None
     """The fine-tuning job that made it, for fine-tuned models and checkpoints."""
+    digest: str | None = None
+    """Its content digest in the artifact store, where any node's engine loads it from; None for a folder an
+    admin placed on this node, loaded from `path`."""
+
+    @property
+    def serving_id(self) -> str:
+        """What an engine caches it under: a re-published name with new weights is a new id, never stale."""
+        return f"{self.name}@{self.digest[:16]}" if self.digest else self.name
 
     def visible_to(self, caller: str) -> bool:
         return self.owner in (SHARED_OWNER, caller)

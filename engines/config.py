@@ -30,6 +30,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     """On CPU, bind each replica's compute threads to cores of its own (see engines.cpu_binding)."""
     park_while_training: bool = True
     """On CPU, stop the idle engine while a job trains on its node (see engines.parking)."""
+    artifact_store: str = ""
+    """ARTIFACT_STORE, where published adapters are; "" is `artifact_default_root`."""
+    artifact_default_root: str = ""
+    adapter_cache_dir: str = ""
+    """This node's copies of published adapters, by digest; "" serves only adapters placed on disk."""
 
     def resolved_dtype(self) -> str:
         """`auto` means float32 on CPU (4x faster than bfloat16 without AVX-512 BF16), else the model's."""

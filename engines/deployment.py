@@ -3,9 +3,11 @@ tracked by Serve's model multiplexing so requests for an adapter go to replicas 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -14,7 +16,9 @@ from ray import serve
 from vllm.lora.request import LoRARequest
 
 from engines import cpu_binding, lora_cpu
+from engines.adapter_cache import AdapterCache
 from engines.adapters import Adapter
+from engines.artifacts import artifact_store_from_url
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
 from engines.engine import ChatEngine
@@ -24,7 +28,7 @@ from engines.protocol import GenerateChunk, GenerateRequest
 
 EngineFactory = Callable[[EngineConfig], ChatEngine]
 AdapterLoader = Callable[[str], Awaitable[LoRARequest]]
-AdapterCache = Callable[[int], Callable[[AdapterLoader], AdapterLoader]]
+Multiplexer = Callable[[int], Callable[[AdapterLoader], AdapterLoader]]
 
 
 def serve_multiplexed(capacity: int) -> Callable[[AdapterLoader], AdapterLoader]:
@@ -40,9 +44,9 @@ class EngineDeployment:
         log_level: str = "info",
         *,
         start_engine: EngineFactory = ChatEngine.start,
-        adapter_cache: AdapterCache = serve_multiplexed,
+        multiplex: Multiplexer = serve_multiplexed,
     ) -> None:
-        """`start_engine` and `adapter_cache` are injected so the deployment's own logic runs in fast tests
+        """`start_engine` and `multiplex` are injected so the deployment's own logic runs in fast tests
         without vLLM or a Serve replica around it."""
         configure_logging(log_level)
         self.config = config
@@ -53,6 +57,10 @@ class EngineDeployment:
             # The engine's own processes (vLLM's engine core and its worker), started just now.
             self._parking = EngineParking(psutil.Process().children(recursive=True))
         self._adapter_paths: dict[str, str] = {}
+        self._adapter_cache: AdapterCache | None = None
+        if config.adapter_cache_dir:
+            store = artifact_store_from_url(config.artifact_store, default_root=Path(config.artifact_default_root))
+            self._adapter_cache = AdapterCache(store, Path(config.adapter_cache_dir))
         self._adapters_loaded = 0
         self._lora_ids: dict[str, int] = {}
 
@@ -60,7 +68,7 @@ class EngineDeployment:
             return await self._add_lora(name)
 
         # Serve keeps its multiplexing state on the loader, so it must be a plain function, not a bound method.
-        self._load_adapter = adapter_cache(config.max_cpu_loras)(load_adapter)
+        self._load_adapter = multiplex(config.max_cpu_loras)(load_adapter)
 
     def _start_engine(self, config: EngineConfig) -> ChatEngine:
         """On CPU, claims this replica's compute cores on its node and starts vLLM bound to them; the engine
@@ -87,8 +95,24 @@ class EngineDeployment:
                 yield chunk
 
     async def _lora_for(self, adapter: Adapter) -> LoRARequest:
-        self._adapter_paths[adapter.name] = adapter.path
-        return await self._load_adapter(adapter.name)
+        key = adapter.serving_id
+        if key not in self._adapter_paths:
+            self._adapter_paths[key] = await self._local_path(adapter)
+        return await self._load_adapter(key)
+
+    async def _local_path(self, adapter: Adapter) -> str:
+        """A published adapter is copied from the artifact store to this node once (by digest); a placed one is
+        where the admin put it."""
+        if adapter.digest is None:
+            return adapter.path
+        if self._adapter_cache is None:
+            raise AdapterLoadError(
+                f"The adapter model '{adapter.name}' is published in the artifact store, which this engine has not "
+                "been given.",
+                param="model",
+                code="adapter_load_failed",
+            )
+        return str(await asyncio.to_thread(self._adapter_cache.materialize, adapter.digest))
 
     async def _add_lora(self, name: str) -> LoRARequest:
         """Serve's multiplexed loader: loads the adapter into this replica's engine now (no restart)."""

@@ -84,6 +84,9 @@ def engine_config(settings: Settings, plan: ResourcePlan, model_path: str) -> En
         replicas=plan.engine_replicas,
         cpu_binding=settings.cpu_binding,
         park_while_training=settings.park_engine_while_training,
+        artifact_store=settings.artifact_store,
+        artifact_default_root=str(settings.data_path),
+        adapter_cache_dir=str(settings.cache_path / "adapters"),
     )
 
 

@@ -33,7 +33,7 @@ class RayEngineClient:
         self._health_timeout_s = health_timeout_s
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        model_id = request.adapter.name if request.adapter else ""
+        model_id = request.adapter.serving_id if request.adapter else ""
         handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
         responses = handle.generate.remote(request)
         finished = False

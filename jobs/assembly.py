@@ -11,7 +11,7 @@ from engines.core.settings import Settings
 from engines.resources import ResourcePlan
 from jobs.files import FileService
 from jobs.progress import TrainerLauncher
-from jobs.runner import RayTrainerLauncher, TrainingPlacement
+from jobs.runner import ArtifactLocation, RayTrainerLauncher, TrainingPlacement
 from jobs.scheduler import Scheduler
 from jobs.service import FineTuningService
 from jobs.store import Store
@@ -42,7 +42,8 @@ def build_fine_tuning(
         placement = TrainingPlacement(
             cpus=plan.trainer_cpus, gpus=plan.trainer_gpus, parallel_jobs=plan.max_parallel_jobs, threads=threads
         )
-        launcher = RayTrainerLauncher(placement, settings.log_level)
+        artifacts = ArtifactLocation(settings.artifact_store, str(settings.data_path))
+        launcher = RayTrainerLauncher(placement, settings.log_level, artifacts)
     scheduler = Scheduler(
         store,
         files,

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS models (
 
 _FILE_KEYS_V2 = "UPDATE files SET path = 'files/' || id WHERE path <> 'files/' || id"
 
+_CHECKPOINT_DIGESTS_V3 = "ALTER TABLE checkpoints ADD COLUMN digest TEXT"
+
 MIGRATIONS = [
     # Release 0.1's schema, as its SQLite stores already have it (hence IF NOT EXISTS): opening such a store
     # records it as version 1 and changes nothing.
@@ -64,6 +66,12 @@ MIGRATIONS = [
         description="file contents addressed by artifact store key",
         sqlite=_FILE_KEYS_V2,
         postgresql=_FILE_KEYS_V2,
+    ),
+    Migration(
+        version=3,
+        description="checkpoints published in the artifact store, by digest",
+        sqlite=_CHECKPOINT_DIGESTS_V3,
+        postgresql=_CHECKPOINT_DIGESTS_V3,
     ),
 ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -25,6 +26,8 @@ class CheckpointReport(msgspec.Struct, frozen=True):
     epoch: int
     path: str
     metrics: StepMetrics | None
+    digest: str | None = None
+    """The checkpoint's adapter as published in the artifact store."""
 
 
 class MessageReport(msgspec.Struct, frozen=True):
@@ -47,7 +50,12 @@ class BufferedReporter:
         self._reports.append(MetricsReport(msgspec.structs.replace(row), total_steps))
 
     def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None:
-        self._reports.append(CheckpointReport(step, epoch, path, metrics and msgspec.structs.replace(metrics)))
+        row = metrics and msgspec.structs.replace(metrics)
+        self._reports.append(CheckpointReport(step, epoch, path, row, self.publish(Path(path))))
+
+    def publish(self, path: Path) -> str | None:
+        """Where a trainer has an artifact store, puts the adapter at `path` there and returns its digest."""
+        return None
 
     def message(self, level: str, text: str) -> None:
         """`level` as logging names it ("warning"), kept as a job event's level ("warn")."""

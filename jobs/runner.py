@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 
 import msgspec
 import ray
 import structlog
 
 from engines import cpu_binding
+from engines.adapter_cache import publish_adapter
+from engines.artifacts import ArtifactStore, artifact_store_from_url
 from engines.core.errors import PlatformError
 from engines.core.logs import configure_logging
 from engines.parking import training_in_progress
@@ -31,14 +34,36 @@ class TrainingPlacement(msgspec.Struct, frozen=True, kw_only=True):
     threads: int
 
 
+class ArtifactLocation(msgspec.Struct, frozen=True):
+    """The artifact store, as a trainer on any node opens it (ARTIFACT_STORE, and DATA_DIR for its default)."""
+
+    url: str
+    default_root: str
+
+    def open(self) -> ArtifactStore:
+        return artifact_store_from_url(self.url, default_root=Path(self.default_root))
+
+
+class PublishingReporter(BufferedReporter):
+    """Puts each checkpoint's adapter in the artifact store as soon as it is saved, so it outlives this node."""
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        super().__init__()
+        self.artifacts = artifacts
+
+    def publish(self, path: Path) -> str | None:
+        return publish_adapter(self.artifacts, path)
+
+
 class TrainerActor:
     """Runs as a Ray actor (`RemoteTrainer`), threaded so `drain` and `cancel` answer while `run` trains. Its
     processes are named after this class (`ray::TrainerActor`), which is how an operator finds them."""
 
-    def __init__(self, job_id: str, log_level: str) -> None:
+    def __init__(self, job_id: str, log_level: str, artifacts: ArtifactLocation) -> None:
         configure_logging(log_level)
         self.job_id = job_id
-        self.reporter = BufferedReporter()
+        self.artifacts = artifacts.open()
+        self.reporter = PublishingReporter(self.artifacts)
 
     def run(self, spec: TrainingSpec) -> TrainingResult:
         structlog.contextvars.bind_contextvars(job_id=self.job_id)
@@ -48,7 +73,9 @@ class TrainerActor:
         # on Linux; the threads torch starts from this one inherit it.
         os.nice(TRAINING_NICENESS)
         with training_in_progress():  # idle engines on this node stop while it trains (engines.parking)
-            return run_training(spec, self.reporter)
+            result = run_training(spec, self.reporter)
+        digest = publish_adapter(self.artifacts, Path(result.adapter_path))
+        return msgspec.structs.replace(result, adapter_digest=digest)
 
     def drain(self) -> list[Progress]:
         return self.reporter.drain()
@@ -86,9 +113,10 @@ class RayTrainingRun:
 
 
 class RayTrainerLauncher:
-    def __init__(self, placement: TrainingPlacement, log_level: str) -> None:
+    def __init__(self, placement: TrainingPlacement, log_level: str, artifacts: ArtifactLocation) -> None:
         self.placement = placement
         self.log_level = log_level
+        self.artifacts = artifacts
 
     def start(self, job_id: str, spec: TrainingSpec) -> RayTrainingRun:
         if not ray.is_initialized():  # never start a stray local cluster from a library call
@@ -97,5 +125,5 @@ class RayTrainerLauncher:
             num_cpus=self.placement.cpus,
             num_gpus=self.placement.gpus,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.placement.threads), "HF_HUB_OFFLINE": "1"}},
-        ).remote(job_id, self.log_level)
+        ).remote(job_id, self.log_level, self.artifacts)
         return RayTrainingRun(actor, spec)

@@ -218,7 +218,7 @@ class Scheduler:
             metrics=metrics,
             step_number=report.step,
         )
-        self.store.add_checkpoint(checkpoint, path=Path(report.path))
+        self.store.add_checkpoint(checkpoint, path=report.path, digest=report.digest)
 
     async def _succeed(self, job_id: str, context: JobContext, result: TrainingResult) -> None:
         job = self._job(job_id)
@@ -232,17 +232,19 @@ class Scheduler:
             owner=context.owner,
             created=int(time.time()),
             job_id=job_id,
+            digest=result.adapter_digest,
         )
         checkpoints = [
             Adapter(
                 name=ckpt.fine_tuned_model_checkpoint,
-                path=str(path),
+                path=path,
                 parent=job.model,
                 owner=context.owner,
                 created=ckpt.created_at,
                 job_id=job_id,
+                digest=digest,
             )
-            for ckpt, path in self.store.checkpoint_paths(job_id)
+            for ckpt, path, digest in self.store.checkpoint_adapters(job_id)
         ]
         job.fine_tuned_model = context.fine_tuned_model
         job.trained_tokens = result.trained_tokens

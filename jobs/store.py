@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -171,11 +170,12 @@ class Store:
             "events", ["job_id = ?"], [job_id], after=after, limit=limit, ascending=False, decode=_decoder(JobEvent)
         )
 
-    def add_checkpoint(self, checkpoint: JobCheckpoint, *, path: Path) -> None:
+    def add_checkpoint(self, checkpoint: JobCheckpoint, *, path: str, digest: str | None) -> None:
+        """`path`: the checkpoint's folder on the trainer's node; `digest`: its adapter in the artifact store."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO checkpoints (id, job_id, path, body) VALUES (?, ?, ?, ?)",
-                (checkpoint.id, checkpoint.fine_tuning_job_id, str(path), msgspec.json.encode(checkpoint)),
+                "INSERT INTO checkpoints (id, job_id, path, digest, body) VALUES (?, ?, ?, ?, ?)",
+                (checkpoint.id, checkpoint.fine_tuning_job_id, path, digest, msgspec.json.encode(checkpoint)),
             )
 
     def list_checkpoints(self, job_id: str, *, after: str | None, limit: int) -> Page:
@@ -184,9 +184,10 @@ class Store:
             "checkpoints", where, args, after=after, limit=limit, ascending=False, decode=_decoder(JobCheckpoint)
         )
 
-    def checkpoint_paths(self, job_id: str) -> list[tuple[JobCheckpoint, Path]]:
-        rows = self._rows("SELECT body, path FROM checkpoints WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [(msgspec.json.decode(body, type=JobCheckpoint), Path(path)) for body, path in rows]
+    def checkpoint_adapters(self, job_id: str) -> list[tuple[JobCheckpoint, str, str | None]]:
+        """Each checkpoint of the job, with its folder on the trainer's node and its digest in the artifact store."""
+        rows = self._rows("SELECT body, path, digest FROM checkpoints WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [(msgspec.json.decode(body, type=JobCheckpoint), path, digest) for body, path, digest in rows]
 
     # --- served models -------------------------------------------------------------------------------
 

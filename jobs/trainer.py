@@ -68,6 +68,7 @@ class TrainingResult(msgspec.Struct, frozen=True):
     tokens_per_second: float  # over the training loop only
     elapsed_s: float  # the whole run, model loading included
     step_metrics: list[StepMetrics]  # rows of the result CSV (jobs.results.metrics_csv)
+    adapter_digest: str | None = None  # the final adapter as published in the artifact store
 
 
 def save_adapter(model: PeftModel, path: str, base_model_id: str) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from vllm.lora.request import LoRARequest
 
+from engines.adapter_cache import publish_adapter
 from engines.adapters import Adapter
+from engines.artifacts import LocalArtifactStore
 from engines.config import EngineConfig
 from engines.deployment import AdapterLoader, EngineDeployment
 from engines.errors import AdapterLoadError
@@ -75,7 +79,7 @@ def lru(capacity: int):
 
 @pytest.fixture
 def deployment() -> EngineDeployment:
-    return EngineDeployment(CONFIG, start_engine=lambda config: FakeChatEngine(), adapter_cache=lru)  # type: ignore[arg-type,return-value]
+    return EngineDeployment(CONFIG, start_engine=lambda config: FakeChatEngine(), multiplex=lru)  # type: ignore[arg-type,return-value]
 
 
 def request(adapter: str | None) -> GenerateRequest:
@@ -117,3 +121,40 @@ async def test_stats(deployment: EngineDeployment) -> None:
     await generate(deployment, "a")
     stats = await deployment.stats()
     assert stats["adapters_loaded"] == 1 and stats["parked"] is False
+
+
+def published(store: LocalArtifactStore, tmp_path: Path, name: str, weights: bytes) -> Adapter:
+    folder = tmp_path / "trained" / weights.hex()
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text('{"r": 8}')
+    (folder / "adapter_model.safetensors").write_bytes(weights)
+    digest = publish_adapter(store, folder)
+    return Adapter(name=name, path=str(folder), parent="base", created=1, digest=digest)
+
+
+async def generate_with(deployment: EngineDeployment, adapter: Adapter) -> None:
+    request = GenerateRequest(request_id="r", messages=[], sampling=SamplingOptions(), adapter=adapter)
+    assert [chunk async for chunk in deployment.generate(request)]
+
+
+async def test_published_adapters_load_from_the_store_by_digest(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    config = msgspec.structs.replace(
+        CONFIG, artifact_default_root=str(tmp_path / "store"), adapter_cache_dir=str(tmp_path / "node-cache")
+    )
+    deployment = EngineDeployment(config, start_engine=lambda config: FakeChatEngine(), multiplex=lru)  # type: ignore[arg-type,return-value]
+    engine: FakeChatEngine = deployment.engine  # type: ignore[assignment]
+    first = published(store, tmp_path, "ft:m", b"one")
+    await deployment.generate(
+        GenerateRequest(request_id="r", messages=[], sampling=SamplingOptions(), adapter=first)
+    ).__anext__()
+    loaded = engine.loras[-1]
+    assert first.digest and loaded is not None and loaded.lora_path == str(tmp_path / "node-cache" / first.digest)
+    # The same name published again with other weights is loaded anew, never served from the old copy.
+    again = published(store, tmp_path, "ft:m", b"two")
+    await deployment.generate(
+        GenerateRequest(request_id="r", messages=[], sampling=SamplingOptions(), adapter=again)
+    ).__anext__()
+    reloaded = engine.loras[-1]
+    assert again.digest and reloaded is not None and reloaded.lora_path == str(tmp_path / "node-cache" / again.digest)
+    assert reloaded.lora_int_id != loaded.lora_int_id
