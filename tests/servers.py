@@ -63,3 +63,16 @@ def new_database(server_url: str, name: str) -> str:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
         connection.execute(f'CREATE DATABASE "{name}"')
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def s3_server(host: str = "127.0.0.1") -> Iterator[str]:
+    """Yields the endpoint URL of moto's S3 server, in this process, bound to `host` only."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=free_port(host), verbose=False)
+    server.start()
+    try:
+        yield f"http://{host}:{server._port}"
+    finally:
+        server.stop()

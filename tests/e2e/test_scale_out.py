@@ -1,0 +1,135 @@
+"""The platform's state outlives any process: one node with two gateway replicas, the metadata in a real
+PostgreSQL server and every file, checkpoint and adapter in an S3 store (moto's server on loopback), with
+nothing under DATA_DIR. Jobs created through either replica share one control plane; killing a gateway
+replica mid-job leaves the job alone."""
+
+from __future__ import annotations
+
+import io
+import signal
+import time
+from collections.abc import Iterator
+
+import boto3
+import openai
+import pytest
+from openai.types.fine_tuning.job_create_params import Hyperparameters
+
+from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.platform import Platform
+from tests.e2e.test_fine_tuning import ANSWER, CODE, ask, training_file
+from tests.servers import new_database, s3_server
+
+pytestmark = pytest.mark.e2e
+
+BUCKET, PREFIX = "platform-artifacts", "e2e"
+SMALL: Hyperparameters = {"n_epochs": 1, "batch_size": 8}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    with s3_server() as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, **_boto_credentials()).create_bucket(Bucket=BUCKET)
+        yield endpoint
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory: pytest.TempPathFactory, postgres: str, s3: str) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("scale-out")
+    platform = Platform(
+        root / "data",
+        root / "platform.log",
+        GATEWAY_REPLICAS="2",
+        DATABASE_URL=new_database(postgres, "scale_out"),
+        ARTIFACT_STORE=f"s3://{BUCKET}/{PREFIX}",
+        AWS_ENDPOINT_URL=s3,
+        **CREDENTIALS,
+    )
+    platform.start()
+    yield platform
+    if platform.process is not None and platform.process.poll() is None:
+        assert platform.stop() == 0
+        assert platform.wait_gone() == []
+
+
+def sdk(platform: Platform) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform.url}/v1", api_key="unused", max_retries=2, timeout=300)
+
+
+def stored_keys(s3: str) -> list[str]:
+    listing = boto3.client("s3", endpoint_url=s3, **_boto_credentials()).list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def wait_done(client: openai.OpenAI, job_id: str, timeout_s: float = 900) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.fine_tuning.jobs.retrieve(job_id).status
+        if status in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s}s")
+
+
+def test_the_fine_tune_loop_keeps_nothing_on_the_node(scaled: Platform, s3: str) -> None:
+    client = sdk(scaled)
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    hyperparameters = {"n_epochs": 3, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16}
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL, training_file=uploaded.id, extra_body={"hyperparameters": hyperparameters}
+    )
+    assert wait_done(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
+    model = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
+    assert model is not None
+    answer = ask(client, model).choices[0].message.content
+    assert answer is not None and CODE in answer, (answer, ANSWER)
+    keys = stored_keys(s3)
+    assert f"{PREFIX}/files/{uploaded.id}" in keys
+    manifests = [key for key in keys if key.startswith(f"{PREFIX}/adapters/") and key.endswith("/manifest.json")]
+    assert len(manifests) >= 2  # the final adapter and each epoch's checkpoint
+    assert not (scaled.data_dir / "files").exists()  # contents live in the store, not on this node
+
+
+def test_jobs_from_both_replicas_share_one_scheduler(scaled: Platform) -> None:
+    """Three jobs created over new connections, which the two replicas share: the 2-core plan runs one at a time."""
+    client = sdk(scaled)
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    jobs = []
+    for _ in range(3):
+        fresh = sdk(scaled)  # a new connection, so the kernel may hand it to either replica
+        jobs.append(fresh.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, hyperparameters=SMALL).id)
+        fresh.close()
+    most_running = 0
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        statuses = [client.fine_tuning.jobs.retrieve(job_id).status for job_id in jobs]
+        most_running = max(most_running, statuses.count("running"))
+        if all(status in ("succeeded", "failed", "cancelled") for status in statuses):
+            break
+        time.sleep(0.5)
+    assert statuses == ["succeeded"] * 3
+    assert most_running == 1
+
+
+def test_a_killed_gateway_replica_leaves_the_job_alone(scaled: Platform) -> None:
+    client = sdk(scaled)
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, hyperparameters=SMALL)
+    deadline = time.monotonic() + 300
+    while client.fine_tuning.jobs.retrieve(job.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    gateways = scaled.processes("ServeReplica:llm-platform:gateway")
+    assert gateways, "no gateway replica process found"
+    gateways[0].send_signal(signal.SIGKILL)
+    assert wait_done(client, job.id) == "succeeded"
+    events = [event.message for event in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert events.count("The job has successfully completed") == 1
