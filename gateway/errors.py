@@ -89,16 +89,12 @@ def _invalid_value(reason: str, param: str | None) -> InvalidRequestError:
 
 
 def _validation_error(exc: ValidationException) -> InvalidRequestError:
-    """Litestar's validation of typed bodies and query parameters, with the parameter it names."""
+    """Litestar's validation of query parameters and multipart forms, with the parameter it names. (JSON bodies
+    never get here: `gateway.requests` decodes them, and `decode_error` words their errors.)"""
     problems: list[Any] = exc.extra if isinstance(exc.extra, list) else []
     problem = problems[0] if problems and isinstance(problems[0], dict) else {}
     message = str(problem.get("message") or exc.detail)
-    if problem.get("source") == "body" or _MSGSPEC_PATH.search(message):
-        match = _MSGSPEC_PATH.search(message)
-        if match:
-            return _invalid_value(message[: match.start()], match.group(1) or None)
-        if "JSON is malformed" in message or "Input data was truncated" in message:
-            return InvalidRequestError(f"We could not parse the JSON body of your request. ({message})", code="invalid_json")
+    if problem.get("source") == "body":
         return _invalid_value(message, None)
     key = problem.get("key")
     if key:

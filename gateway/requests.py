@@ -15,14 +15,9 @@ from litestar import Request
 from engines.core.errors import PayloadTooLargeError
 from gateway.errors import decode_error
 
-_MISSING = object()
-
 
 class PlatformRequest(Request):
     async def json(self) -> Any:
-        decoded = self.scope.get("_platform_json", _MISSING)
-        if decoded is not _MISSING:
-            return decoded
         body = await self.body()
         limit = self.app.state.settings.max_request_bytes
         if len(body) > limit:
@@ -30,8 +25,6 @@ class PlatformRequest(Request):
         data_field = self.route_handler.parsed_data_field
         kind = data_field.annotation if data_field is not None else Any
         try:
-            decoded = msgspec.json.decode(body, type=kind)
+            return msgspec.json.decode(body, type=kind)
         except msgspec.DecodeError as exc:
             raise decode_error(exc) from None
-        self.scope["_platform_json"] = decoded  # type: ignore[typeddict-unknown-key]
-        return decoded
