@@ -34,7 +34,12 @@ def is_file_id(reference: str) -> bool:
 
 def looks_local(reference: str) -> bool:
     """A path rather than a hub dataset name."""
-    return reference.startswith((".", "/")) or "\x00" in reference or Path(reference).exists()
+    if reference.startswith((".", "/")) or "\x00" in reference:
+        return True
+    try:
+        return Path(reference).exists()
+    except OSError:  # a name too long for the OS to look up is no local path
+        return False
 
 
 def load_examples(reference: str, *, owner: str, files: FileService, roots: list[Path], param: str) -> list[Example]:

@@ -7,7 +7,7 @@ import pytest
 
 from engines.artifacts import LocalArtifactStore
 from engines.core.errors import InvalidRequestError
-from jobs.datasets import confined_path, load_examples
+from jobs.datasets import confined_path, load_examples, looks_local
 from jobs.errors import InvalidTrainingFileError
 from jobs.files import FileService
 from jobs.store import Store
@@ -46,3 +46,8 @@ def test_uploaded_file_and_local_dataset_directory(tmp_path: Path, files: FileSe
 def test_hub_dataset_offline_fails_clearly(tmp_path: Path, files: FileService) -> None:
     with pytest.raises(InvalidTrainingFileError, match="could not be loaded from the dataset hub"):
         load_examples("someone/some-dataset", owner="o", files=files, roots=[tmp_path], param="training_file")
+
+
+def test_a_name_too_long_for_a_path_is_not_local() -> None:
+    """The OS refuses to look it up (ENAMETOOLONG); it is a dataset name, which fails later with a clear error."""
+    assert not looks_local("x" * 300)
