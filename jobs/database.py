@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -87,8 +87,8 @@ class Cursor(Protocol):
 class Database(Protocol):
     dialect: Dialect
 
-    def transaction(self) -> Any:
-        """A context manager: a Cursor whose statements commit together, or roll back on an exception."""
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A Cursor whose statements commit together, or roll back on an exception."""
         ...
 
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...

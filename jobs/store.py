@@ -1,5 +1,5 @@
-"""The embedded store: files, fine-tuning jobs, events, checkpoints and served models in SQLite under
-DATA_DIR, so they survive restarts. Each object is kept as its JSON, beside the columns queries need."""
+"""The metadata store: files, fine-tuning jobs, events, checkpoints and served models, in SQLite or
+PostgreSQL (jobs.database), so they outlive any process."""
 
 from __future__ import annotations
 
@@ -117,7 +117,16 @@ class Store:
             field, field_arg = self.database.json_text(key)
             where.append(f"{field} = ?")
             args.extend([field_arg, value])
-        return self._page("jobs", where, args, after=after, limit=limit, ascending=False, decode=self._readable_job)
+        return self._page(
+            "jobs",
+            where,
+            args,
+            after=after,
+            limit=limit,
+            ascending=False,
+            decode=self._readable_job,
+            columns="id, owner, body",
+        )
 
     def active_jobs(self) -> list[FineTuningJob]:
         marks = ",".join("?" * len(ACTIVE_STATUSES))
@@ -140,7 +149,8 @@ class Store:
         log.warning("job_record_repaired", job_id=job_id, reason=reason, status=job.status)
         with self._transaction() as db:
             db.execute(
-                "UPDATE jobs SET status = ?, body = ? WHERE id = ? AND body = ?", (job.status, _encode(job), job_id, body)
+                "UPDATE jobs SET status = ?, body = ? WHERE id = ? AND body = ?",
+                (job.status, msgspec.json.encode(job), job_id, body),
             )
         return job
 
@@ -210,12 +220,12 @@ class Store:
         limit: int,
         ascending: bool,
         decode: Callable[[tuple], Any],
+        columns: str = "body",
     ) -> Page:
         if after is not None:
             where = [*where, f"seq {'>' if ascending else '<'} COALESCE((SELECT seq FROM {table} WHERE id = ?), -1)"]
             args = [*args, after]
         order = "ASC" if ascending else "DESC"
-        columns = "id, owner, body" if table == "jobs" else "body"
         sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
         rows = self._rows(sql, (*args, limit + 1))
         items = [decode(row) for row in rows[:limit]]
@@ -226,15 +236,11 @@ def _decoder(kind: type[T]) -> Callable[[tuple], T]:
     return lambda row: msgspec.json.decode(row[-1], type=kind)
 
 
-def _encode(value: object) -> bytes:
-    return msgspec.json.encode(value)
-
-
 def _update_job(db: Cursor, job: FineTuningJob, expect: tuple[JobStatus, ...]) -> bool:
     marks = ",".join("?" * len(expect))
     changed = db.execute(
         f"UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status IN ({marks})",
-        (job.status, _encode(job), job.id, *expect),
+        (job.status, msgspec.json.encode(job), job.id, *expect),
     )
     return changed == 1
 
@@ -243,7 +249,7 @@ def _insert_model(db: Cursor, model: Adapter) -> None:
     db.execute(
         "INSERT INTO models (name, owner, job_id, body) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
         " owner = excluded.owner, job_id = excluded.job_id, body = excluded.body",
-        (model.name, model.owner, model.job_id or "", _encode(model)),
+        (model.name, model.owner, model.job_id or "", msgspec.json.encode(model)),
     )
 
 
