@@ -28,7 +28,8 @@ SHARED_OWNER = "system"
 
 class Adapter(msgspec.Struct, frozen=True, kw_only=True):
     """A LoRA adapter served as a model: admin-placed, or a fine-tuned model or checkpoint. The gateway
-    resolves a model name to it, the engine loads it from `path`, the store keeps fine-tuned ones."""
+    resolves a model name to it; the engine loads it by `digest` from the artifact store when it has one,
+    else from `path`; the metadata store keeps the published ones."""
 
     name: str
     path: str

@@ -17,7 +17,7 @@ from pathlib import Path
 from engines.adapter_cache import publish_adapter
 from engines.adapters import ADAPTER_NAME, SHARED_OWNER, Adapter, AdapterError, inspect_adapter
 from engines.artifacts import artifact_store_from_url
-from engines.core.settings import DEFAULT_MODEL_ID, Settings, SettingsError
+from engines.core.settings import Settings, SettingsError
 from jobs.store import Store
 
 
@@ -30,7 +30,7 @@ def add_adapter(settings: Settings, name: str, directory: Path) -> Adapter:
     adapter = Adapter(
         name=name,
         path=str(directory.resolve()),
-        parent=settings.model_name or DEFAULT_MODEL_ID,
+        parent=settings.model_name,
         created=int(time.time()),
         owner=SHARED_OWNER,
         digest=digest,
