@@ -70,9 +70,10 @@ def s3_server(host: str = "127.0.0.1") -> Iterator[str]:
     """Yields the endpoint URL of moto's S3 server, in this process, bound to `host` only."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address=host, port=free_port(host), verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     server.start()
     try:
-        yield f"http://{host}:{server._port}"
+        bound_host, port = server.get_host_and_port()
+        yield f"http://{bound_host}:{port}"
     finally:
         server.stop()
