@@ -58,7 +58,7 @@ def file_key(digest: str, path: str) -> str:
     return f"{ADAPTERS_PREFIX}/{digest}/files/{path}"
 
 
-def _file_hash(path: Path) -> tuple[int, str]:
+def file_hash(path: Path) -> tuple[int, str]:
     """The size and sha256 of a file, read once in chunks."""
     with path.open("rb") as file:
         sha256 = hashlib.file_digest(file, "sha256").hexdigest()
@@ -74,7 +74,7 @@ def _tree_digest(files: Iterable[AdapterFile]) -> str:
     return tree.hexdigest()
 
 
-def _relative_files(root: Path) -> list[str]:
+def relative_files(root: Path) -> list[str]:
     """The adapter's files, sorted; hidden ones (tool caches such as .cache/, .gitattributes) are not part of it."""
     paths: list[str] = []
     for parent, dirnames, filenames in os.walk(root):
@@ -88,8 +88,8 @@ def _describe(root: Path) -> AdapterManifest:
     if not (root / CONFIG_NAME).is_file():
         raise ValueError(f"{root} is not an adapter directory: it has no {CONFIG_NAME}")
     files = []
-    for path in _relative_files(root):
-        size, sha256 = _file_hash(root / path)
+    for path in relative_files(root):
+        size, sha256 = file_hash(root / path)
         files.append(AdapterFile(path=path, size=size, sha256=sha256))
     return AdapterManifest(digest=_tree_digest(files), files=files)
 
@@ -195,7 +195,7 @@ class AdapterCache:
                 self.store.get_file(file_key(digest, file.path), local)
             except NotFoundError:
                 raise _corrupt(digest, f"{file.path} is missing") from None
-            size, sha256 = _file_hash(local)
+            size, sha256 = file_hash(local)
             if (size, sha256) != (file.size, file.sha256):
                 raise _corrupt(
                     digest,

@@ -48,6 +48,8 @@ ROUTES = [
     fine_tuning.list_jobs,
     fine_tuning.retrieve_job,
     fine_tuning.cancel_job,
+    fine_tuning.pause_job,
+    fine_tuning.resume_job,
     fine_tuning.list_events,
     fine_tuning.list_checkpoints,
     seed.seed_chat,

@@ -26,6 +26,10 @@ class JobsAPI(Protocol):
 
     async def cancel(self, job_id: str, *, owner: str) -> FineTuningJob: ...
 
+    async def pause(self, job_id: str, *, owner: str) -> FineTuningJob: ...
+
+    async def resume(self, job_id: str, *, owner: str) -> FineTuningJob: ...
+
     def get(self, job_id: str, *, owner: str) -> FineTuningJob: ...
 
     def list(self, *, owner: str, after: str | None, limit: int, metadata: dict[str, str]) -> Page: ...
@@ -45,6 +49,12 @@ class ControlPlaneJobs(JobQueries):
 
     async def cancel(self, job_id: str, *, owner: str) -> FineTuningJob:
         return await self._call(self._handle.cancel_job.remote(job_id, owner))
+
+    async def pause(self, job_id: str, *, owner: str) -> FineTuningJob:
+        return await self._call(self._handle.pause_job.remote(job_id, owner))
+
+    async def resume(self, job_id: str, *, owner: str) -> FineTuningJob:
+        return await self._call(self._handle.resume_job.remote(job_id, owner))
 
     async def _call(self, response: object) -> FineTuningJob:
         try:

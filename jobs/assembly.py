@@ -54,6 +54,7 @@ def build_fine_tuning(
         training_threads=threads,
         has_gpu=plan.trainer_gpus > 0,
         max_lora_rank=settings.max_lora_rank,
+        max_attempts=settings.training_max_attempts,
     )
     return FineTuningService(
         store,

@@ -31,6 +31,12 @@ class ControlPlane:
     async def cancel_job(self, job_id: str, owner: str) -> FineTuningJob:
         return await self.service.cancel(job_id, owner=owner)
 
+    async def pause_job(self, job_id: str, owner: str) -> FineTuningJob:
+        return await self.service.pause(job_id, owner=owner)
+
+    async def resume_job(self, job_id: str, owner: str) -> FineTuningJob:
+        return await self.service.resume(job_id, owner=owner)
+
     async def check_health(self) -> None:
         """Called by Serve; a control plane that answers is healthy."""
 

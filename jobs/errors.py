@@ -24,3 +24,12 @@ class InvalidTrainingFileError(InvalidRequestError):
 
 class TrainingCancelled(PlatformError):
     """A training run stopped because its job was cancelled; no final adapter was written."""
+
+
+class TrainingPaused(PlatformError):
+    """A training run stopped because its job was paused, after saving its state at the step it stopped."""
+
+
+class TrainerLost(PlatformError):
+    """The process or node running a training run went away (killed, out of memory, node lost): not the job's
+    fault, so the job resumes from its last saved state, up to a bounded number of tries."""

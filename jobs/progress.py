@@ -14,6 +14,7 @@ import msgspec
 from jobs.records import EventLevel
 from jobs.results import StepMetrics
 from jobs.trainer import TrainingResult, TrainingSpec
+from jobs.training_state import SavedCheckpoint
 
 
 class MetricsReport(msgspec.Struct, frozen=True):
@@ -44,18 +45,26 @@ class BufferedReporter:
     def __init__(self) -> None:
         self._reports: deque[Progress] = deque()
         self.cancelled = threading.Event()
+        self.paused = threading.Event()
 
     def metrics(self, row: StepMetrics, total_steps: int) -> None:
         # A copy: the trainer fills in the row's validation values later.
         self._reports.append(MetricsReport(msgspec.structs.replace(row), total_steps))
 
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None:
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> str | None:
         row = metrics and msgspec.structs.replace(metrics)
-        self._reports.append(CheckpointReport(step, epoch, path, row, self.publish(Path(path))))
+        digest = self.publish(Path(path))
+        self._reports.append(CheckpointReport(step, epoch, path, row, digest))
+        return digest
 
     def publish(self, path: Path) -> str | None:
         """Where a trainer has an artifact store, puts the adapter at `path` there and returns its digest."""
         return None
+
+    def save_state(
+        self, step: int, epochs_done: int, path: str, rows: list[StepMetrics], checkpoints: list[SavedCheckpoint]
+    ) -> None:
+        """Where a trainer has an artifact store, keeps the training state there (`jobs.training_state`)."""
 
     def message(self, level: str, text: str) -> None:
         """`level` as logging names it ("warning"), kept as a job event's level ("warn")."""
@@ -64,6 +73,9 @@ class BufferedReporter:
 
     def should_cancel(self) -> bool:
         return self.cancelled.is_set()
+
+    def should_pause(self) -> bool:
+        return self.paused.is_set()
 
     def drain(self) -> list[Progress]:
         reports = []
@@ -74,7 +86,8 @@ class BufferedReporter:
 
 class TrainingRun(Protocol):
     async def result(self) -> TrainingResult:
-        """The run's result; raises TrainingCancelled when it stopped for a cancel, or the run's failure."""
+        """The run's result. Raises TrainingCancelled or TrainingPaused when it stopped for a cancel or a pause,
+        TrainerLost when its process went away, or else the run's own failure."""
         ...
 
     async def drain(self) -> list[Progress]:
@@ -83,6 +96,10 @@ class TrainingRun(Protocol):
 
     def cancel(self) -> None:
         """Asks the run to stop at its next step."""
+        ...
+
+    def pause(self) -> None:
+        """Asks the run to save its state and stop at its next step."""
         ...
 
     def kill(self) -> None:

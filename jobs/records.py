@@ -8,8 +8,11 @@ from typing import Any, Literal
 
 import msgspec
 
-JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"]
 ACTIVE_STATUSES: tuple[JobStatus, ...] = ("validating_files", "queued", "running")
+"""The statuses of a job the scheduler is working on: after a restart, these jobs are taken up again."""
+UNFINISHED_STATUSES: tuple[JobStatus, ...] = (*ACTIVE_STATUSES, "paused")
+"""The statuses a job may still be cancelled, failed or published from."""
 
 
 class FileObject(msgspec.Struct, kw_only=True):

@@ -18,8 +18,11 @@ from engines.artifacts import ArtifactStore, artifact_store_from_url
 from engines.core.errors import PlatformError
 from engines.core.logs import configure_logging
 from engines.parking import training_in_progress
+from jobs.errors import TrainerLost
 from jobs.progress import BufferedReporter, Progress
+from jobs.results import StepMetrics
 from jobs.trainer import TrainingResult, TrainingSpec, run_training
+from jobs.training_state import SavedCheckpoint, download_state, save_state
 
 TRAINING_NICENESS = 10
 DRAIN_TIMEOUT_S = 10.0
@@ -45,14 +48,23 @@ class ArtifactLocation(msgspec.Struct, frozen=True):
 
 
 class PublishingReporter(BufferedReporter):
-    """Puts each checkpoint's adapter in the artifact store as soon as it is saved, so it outlives this node."""
+    """Puts each checkpoint's adapter and each training state in the artifact store as soon as they are saved, so
+    they outlive this node."""
 
-    def __init__(self, artifacts: ArtifactStore) -> None:
+    def __init__(self, artifacts: ArtifactStore, job_id: str) -> None:
         super().__init__()
         self.artifacts = artifacts
+        self.job_id = job_id
 
     def publish(self, path: Path) -> str | None:
         return publish_adapter(self.artifacts, path)
+
+    def save_state(
+        self, step: int, epochs_done: int, path: str, rows: list[StepMetrics], checkpoints: list[SavedCheckpoint]
+    ) -> None:
+        save_state(
+            self.artifacts, self.job_id, Path(path), step=step, epochs_done=epochs_done, rows=rows, checkpoints=checkpoints
+        )
 
 
 class TrainerActor:
@@ -63,7 +75,7 @@ class TrainerActor:
         configure_logging(log_level)
         self.job_id = job_id
         self.artifacts = artifacts.open()
-        self.reporter = PublishingReporter(self.artifacts)
+        self.reporter = PublishingReporter(self.artifacts, job_id)
 
     def run(self, spec: TrainingSpec) -> TrainingResult:
         structlog.contextvars.bind_contextvars(job_id=self.job_id)
@@ -72,8 +84,12 @@ class TrainerActor:
         # Below inference: a chat request should not wait behind a training step. Niceness is per thread
         # on Linux; the threads torch starts from this one inherit it.
         os.nice(TRAINING_NICENESS)
+        resume_dir = None
+        if spec.resume_from is not None:
+            target = Path(spec.output_dir) / "resume" / f"step-{spec.resume_from.step}"
+            resume_dir = str(download_state(self.artifacts, self.job_id, spec.resume_from, target))
         with training_in_progress():  # idle engines on this node stop while it trains (engines.parking)
-            result = run_training(spec, self.reporter)
+            result = run_training(spec, self.reporter, resume_dir)
         digest = publish_adapter(self.artifacts, Path(result.adapter_path))
         return msgspec.structs.replace(result, adapter_digest=digest)
 
@@ -82,6 +98,9 @@ class TrainerActor:
 
     def cancel(self) -> None:
         self.reporter.cancelled.set()
+
+    def pause(self) -> None:
+        self.reporter.paused.set()
 
 
 RemoteTrainer = ray.remote(max_concurrency=4)(TrainerActor)
@@ -95,8 +114,10 @@ class RayTrainingRun:
     async def result(self) -> TrainingResult:
         try:
             return await self._result
-        except ray.exceptions.RayTaskError as exc:
+        except ray.exceptions.RayTaskError as exc:  # the run raised: its own error
             raise exc.cause if isinstance(exc.cause, Exception) else exc from None
+        except ray.exceptions.RayError as exc:  # the actor, its process or its node is gone
+            raise TrainerLost(f"The trainer was lost ({type(exc).__name__})", code="trainer_lost") from exc
 
     async def drain(self) -> list[Progress]:
         try:
@@ -106,6 +127,9 @@ class RayTrainingRun:
 
     def cancel(self) -> None:
         self._actor.cancel.remote()
+
+    def pause(self) -> None:
+        self._actor.pause.remote()
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,7 +1,11 @@
 """Runs fine-tuning jobs: validates their files, queues them until the resource plan has room, trains each
 through the launcher (a Ray actor placed with training's share of the cluster), and records progress,
 checkpoints and results. Every status it writes is conditional on the status it read, so a cancel answered
-by the API is never overturned."""
+by the API is never overturned.
+
+A run resumes from the job's latest saved training state (`jobs.training_state`): when the job was paused, when
+the platform restarted while it trained, and when its trainer was lost (a killed process, a lost node). Each
+loss counts as a try; a job whose trainer keeps being lost fails after `max_attempts` tries."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -19,19 +23,29 @@ import structlog
 from engines.adapters import Adapter
 from engines.core.errors import PlatformError
 from jobs.datasets import load_examples
-from jobs.errors import TrainingCancelled
+from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
 from jobs.files import FileService, new_id
 from jobs.hyperparameters import resolve_hyperparameters
 from jobs.progress import CheckpointReport, MetricsReport, TrainerLauncher, TrainingRun
-from jobs.records import ACTIVE_STATUSES, CheckpointMetrics, EventKind, EventLevel, FineTuningJob, JobCheckpoint, JobEvent
+from jobs.records import (
+    UNFINISHED_STATUSES,
+    CheckpointMetrics,
+    EventKind,
+    EventLevel,
+    FineTuningJob,
+    JobCheckpoint,
+    JobEvent,
+)
 from jobs.records import JobError as JobErrorRecord
 from jobs.results import metrics_csv
 from jobs.store import Store
 from jobs.trainer import TrainingResult, TrainingSpec
+from jobs.training_state import StateManifest, delete_states, latest_state
 
 log = structlog.get_logger("jobs.scheduler")
 
 CANCEL_GRACE_S = 15.0
+PAUSE_GRACE_S = 120.0
 POLL_S = 1.0
 
 
@@ -41,6 +55,8 @@ class JobContext(msgspec.Struct, frozen=True, kw_only=True):
     output_dir: str
     hyperparameters: dict[str, Any]
     copy_to: str | None = None
+    lost_runs: int = 0
+    """Runs of this job that died with their trainer (or with the platform) before they finished."""
 
 
 class Scheduler:
@@ -56,10 +72,13 @@ class Scheduler:
         training_threads: int,
         has_gpu: bool,
         max_lora_rank: int,
+        max_attempts: int,
     ) -> None:
         self.store = store
         self.files = files
+        self.artifacts = files.artifacts
         self.launcher = launcher
+        self.max_attempts = max_attempts
         self.base_model_path = base_model_path
         self.data_roots = data_roots
         self.training_threads = training_threads
@@ -69,14 +88,21 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max(1, parallel_jobs))
         self._tasks: dict[str, asyncio.Task] = {}
         self._cancel_requested: set[str] = set()
+        self._pause_requested: set[str] = set()
+        self._last_metrics_step: dict[str, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def submit(self, job_id: str, context: JobContext) -> None:
-        self._tasks[job_id] = asyncio.create_task(self._run(job_id, context), name=f"job-{job_id}")
+        """Runs the job; after the job's previous run, if one is still stopping (a pause followed by a resume)."""
+        previous = self._tasks.get(job_id)
+        self._tasks[job_id] = asyncio.create_task(self._run(job_id, context, previous), name=f"job-{job_id}")
 
     def request_cancel(self, job_id: str) -> None:
         self._cancel_requested.add(job_id)
+
+    def request_pause(self, job_id: str) -> None:
+        self._pause_requested.add(job_id)
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -85,8 +111,11 @@ class Scheduler:
 
     # --- one job -------------------------------------------------------------------------------------
 
-    async def _run(self, job_id: str, context: JobContext) -> None:
+    async def _run(self, job_id: str, context: JobContext, previous: asyncio.Task | None) -> None:
         structlog.contextvars.bind_contextvars(job_id=job_id)
+        if previous is not None:
+            await asyncio.wait([previous])
+            self._pause_requested.discard(job_id)  # that run has stopped for it: this one must not
         try:
             spec = await self._validate(job_id, context)
             if spec is None:
@@ -101,8 +130,11 @@ class Scheduler:
             log.error("job_crashed", exc_info=exc)
             self._fail(job_id, "internal_error", f"The job failed unexpectedly: {exc}")
         finally:
-            self._tasks.pop(job_id, None)
-            self._cancel_requested.discard(job_id)
+            if self._tasks.get(job_id) is asyncio.current_task():
+                self._tasks.pop(job_id)
+                self._cancel_requested.discard(job_id)
+                self._pause_requested.discard(job_id)
+                self._last_metrics_step.pop(job_id, None)
 
     async def _validate(self, job_id: str, context: JobContext) -> TrainingSpec | None:
         job = self._job(job_id)
@@ -153,40 +185,104 @@ class Scheduler:
         job.status = "running"
         if not self.store.save_job(job, expect=("queued",)):
             return
-        self.event(job_id, "info", "Fine-tuning job started")
-        try:
-            run = self.launcher.start(job_id, spec)
-        except PlatformError as exc:
-            self._fail(job_id, exc.code or "trainer_failed", exc.message)
+        saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
+        if saved is None:
+            self.event(job_id, "info", "Fine-tuning job started")
+        else:
+            self._restore_progress(job_id, context, saved)
+            self.event(job_id, "info", f"Fine-tuning job resumed from step {saved.step}")
+        spec = msgspec.structs.replace(spec, resume_from=saved)
+        while True:
+            try:
+                result = await self._attempt(job_id, context, spec)
+            except TrainerLost as exc:
+                if self._stopped(job_id) is None:
+                    resumed = await self._after_lost_trainer(job_id, context, spec, exc)
+                    if resumed is not None:
+                        spec = resumed
+                        continue
+                    return
+                self._finish_stopped(job_id)
+                return
+            except (TrainingCancelled, TrainingPaused):
+                self._finish_stopped(job_id)
+                return
+            except PlatformError as exc:
+                if self._stopped(job_id) is not None:
+                    self._finish_stopped(job_id)
+                else:
+                    self._fail(job_id, exc.code or "trainer_failed", f"Training failed: {exc.message}")
+                return
+            except Exception as exc:
+                if self._stopped(job_id) is not None:
+                    self._finish_stopped(job_id)
+                else:
+                    self._fail(job_id, "trainer_failed", f"Training failed: {_short(exc)}")
+                return
+            await self._succeed(job_id, context, result)
             return
+
+    async def _attempt(self, job_id: str, context: JobContext, spec: TrainingSpec) -> TrainingResult:
+        """One run of the trainer, until it returns; asks it to stop once the job is cancelled or paused."""
+        run = self.launcher.start(job_id, spec)
         started = time.time()
         result_task = asyncio.ensure_future(run.result())
-        cancel_sent_at: float | None = None
+        stop_reason: str | None = None
+        stop_sent_at = 0.0
         try:
             while True:
                 done, _ = await asyncio.wait([result_task], timeout=POLL_S)
                 await self._record_progress(job_id, context, run, started)
                 if done:
-                    break
-                if self._cancelled(job_id) and cancel_sent_at is None:
-                    cancel_sent_at = time.monotonic()
-                    run.cancel()
-                if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_S:
-                    log.warning("cancel_grace_expired_killing_trainer")
+                    return result_task.result()
+                stopped = self._stopped(job_id)
+                if stopped is not None and stopped != stop_reason and stop_reason != "killed":
+                    stop_reason, stop_sent_at = stopped, time.monotonic()
+                    run.cancel() if stopped == "cancelled" else run.pause()
+                grace = CANCEL_GRACE_S if stop_reason == "cancelled" else PAUSE_GRACE_S  # a pause saves the state first
+                if stop_reason in ("cancelled", "paused") and time.monotonic() - stop_sent_at > grace:
+                    log.warning("stop_grace_expired_killing_trainer", reason=stop_reason)
                     run.kill()
-                    cancel_sent_at = float("inf")
-            try:
-                result = result_task.result()
-            except Exception as exc:
-                if isinstance(exc, TrainingCancelled) or self._cancelled(job_id):
-                    self._finish_cancelled(job_id)
-                else:
-                    self._fail(job_id, "trainer_failed", f"Training failed: {_short(exc)}")
-                return
-            await self._succeed(job_id, context, result)
+                    stop_reason = "killed"
         finally:
             result_task.cancel()
             run.kill()
+
+    async def _after_lost_trainer(
+        self, job_id: str, context: JobContext, spec: TrainingSpec, lost: TrainerLost
+    ) -> TrainingSpec | None:
+        """Counts the lost run; the spec to run again from the latest saved state, or None once out of tries."""
+        stored = self.store.get_context(job_id)
+        current = msgspec.json.decode(stored, type=JobContext) if stored else context
+        lost_runs = current.lost_runs + 1
+        self.store.save_context(job_id, msgspec.json.encode(msgspec.structs.replace(current, lost_runs=lost_runs)))
+        if lost_runs >= self.max_attempts:
+            self._fail(
+                job_id,
+                "trainer_failed",
+                f"Training failed: the trainer was lost {lost_runs} times (last: {lost.message}).",
+            )
+            return None
+        saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
+        where = f"resuming from step {saved.step}" if saved else "starting again from the beginning (no state saved yet)"
+        self.event(job_id, "warn", f"{lost.message}; {where}, try {lost_runs + 1} of {self.max_attempts}")
+        if saved is not None:
+            self._restore_progress(job_id, context, saved)
+            self.event(job_id, "info", f"Fine-tuning job resumed from step {saved.step}")
+        return msgspec.structs.replace(spec, resume_from=saved)
+
+    def _restore_progress(self, job_id: str, context: JobContext, saved: StateManifest) -> None:
+        """Before a run resumes from `saved`: records the checkpoints it knows of whose reports were lost with their
+        trainer, and notes the last step with metrics, so the steps the resumed run goes over again are not
+        reported twice."""
+        for checkpoint in saved.checkpoints:
+            report = CheckpointReport(
+                checkpoint.step, checkpoint.epoch, checkpoint.path, checkpoint.metrics, checkpoint.digest
+            )
+            self._checkpoint(job_id, context, report)
+        recent = self.store.list_events(job_id, after=None, limit=1000).items  # newest first
+        reported = next((event.data["step"] for event in recent if event.type == "metrics" and event.data), 0)
+        self._last_metrics_step[job_id] = max(self._last_metrics_step.get(job_id, 0), saved.step, int(reported))
 
     async def _record_progress(self, job_id: str, context: JobContext, run: TrainingRun, started: float) -> None:
         for report in await run.drain():
@@ -199,6 +295,9 @@ class Scheduler:
 
     def _metrics_event(self, job_id: str, report: MetricsReport, started: float) -> None:
         row, total = report.row, report.total_steps
+        if row.step <= self._last_metrics_step.get(job_id, 0):
+            return  # a resumed run going over steps a lost run already reported
+        self._last_metrics_step[job_id] = row.step
         message = f"Step {row.step}/{total}: training loss={row.train_loss:.4f}"
         if row.valid_loss is not None:
             message += f", validation loss={row.valid_loss:.4f}"
@@ -209,6 +308,8 @@ class Scheduler:
             self.store.save_job(job, expect=("running",))
 
     def _checkpoint(self, job_id: str, context: JobContext, report: CheckpointReport) -> None:
+        if any(ckpt.step_number == report.step for ckpt, _, _ in self.store.checkpoint_adapters(job_id)):
+            return  # a resumed run saving again a checkpoint a lost run had made
         metrics = report.metrics.checkpoint_metrics() if report.metrics else CheckpointMetrics(step=report.step)
         checkpoint = JobCheckpoint(
             id=new_id("ftckpt"),
@@ -257,6 +358,7 @@ class Scheduler:
             self.files.delete(results.id, owner=context.owner)
             self._finish_cancelled(job_id)
             return
+        self.discard_states(job_id)
         for listener in self.on_models_published:
             listener()
         if context.copy_to:
@@ -274,7 +376,24 @@ class Scheduler:
     # --- state changes -------------------------------------------------------------------------------
 
     def _cancelled(self, job_id: str) -> bool:
-        return job_id in self._cancel_requested or self._job(job_id).status == "cancelled"
+        return self._stopped(job_id) == "cancelled"
+
+    def _stopped(self, job_id: str) -> Literal["cancelled", "paused"] | None:
+        """Whether the API stopped the job, which then must not train (on)."""
+        status = self._job(job_id).status
+        if job_id in self._cancel_requested or status == "cancelled":
+            return "cancelled"
+        if job_id in self._pause_requested or status == "paused":
+            return "paused"
+        return None
+
+    def _finish_stopped(self, job_id: str) -> None:
+        if self._stopped(job_id) == "paused":
+            saved = latest_state(self.artifacts, job_id)
+            where = f"at step {saved.step}" if saved else "before its first saved state"
+            self.event(job_id, "info", f"Training paused {where}; resume the job to continue from there")
+        else:
+            self._finish_cancelled(job_id)
 
     def _finish_cancelled(self, job_id: str) -> None:
         job = self._job(job_id)
@@ -282,7 +401,8 @@ class Scheduler:
             job.status = "cancelled"
             job.finished_at = int(time.time())
             job.estimated_finish = None
-            self.store.save_job(job, expect=ACTIVE_STATUSES)
+            self.store.save_job(job, expect=UNFINISHED_STATUSES)
+        self.discard_states(job_id)
         self.event(job_id, "info", "Training stopped; the job was cancelled and no model was published")
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
@@ -293,10 +413,18 @@ class Scheduler:
         job.error = JobErrorRecord(code=code, message=message, param=param)
         job.finished_at = int(time.time())
         job.estimated_finish = None
-        if not self.store.save_job(job, expect=ACTIVE_STATUSES):
+        if not self.store.save_job(job, expect=UNFINISHED_STATUSES):
             return
+        self.discard_states(job_id)
         self.event(job_id, "error", message)
         log.warning("job_failed", code=code, message=message)
+
+    def discard_states(self, job_id: str) -> None:
+        """Removes the training states of a job that has ended; a store that fails here only leaves garbage."""
+        try:
+            delete_states(self.artifacts, job_id)
+        except Exception as exc:
+            log.warning("training_states_not_deleted", job_id=job_id, error=str(exc))
 
     def event(
         self,

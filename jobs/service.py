@@ -17,6 +17,7 @@ from jobs.files import FileService, new_id
 from jobs.hyperparameters import validate_hyperparameters
 from jobs.records import (
     ACTIVE_STATUSES,
+    UNFINISHED_STATUSES,
     FineTuningJob,
     Hyperparameters,
     JobCreateRequest,
@@ -147,19 +148,64 @@ class FineTuningService(JobQueries):
 
     def _cancel(self, job_id: str, owner: str) -> FineTuningJob:
         job = self.get(job_id, owner=owner)
-        if job.status not in ACTIVE_STATUSES:
+        if job.status not in UNFINISHED_STATUSES:
             raise InvalidRequestError(
                 f"Job {job_id} has already {job.status} and cannot be cancelled.",
                 param="fine_tuning_job_id",
                 code="invalid_state",
             )
+        was_paused = job.status == "paused"
         job.status = "cancelled"
         job.finished_at = int(time.time())
         job.estimated_finish = None
-        if not self.store.save_job(job, expect=ACTIVE_STATUSES):
+        if not self.store.save_job(job, expect=UNFINISHED_STATUSES):
             return self._cancel(job_id, owner)  # it finished meanwhile: answered from its final status
         self.scheduler.event(job_id, "info", "Job cancellation requested")
+        if was_paused:  # no run is left to clean up after it
+            self.scheduler.discard_states(job_id)
         return job
+
+    async def pause(self, job_id: str, *, owner: str) -> FineTuningJob:
+        """Pauses the job: a run in progress saves its state at its next step and stops, freeing its resources."""
+        job = await asyncio.to_thread(self._pause, job_id, owner)
+        self.scheduler.request_pause(job_id)
+        return job
+
+    def _pause(self, job_id: str, owner: str) -> FineTuningJob:
+        job = self.get(job_id, owner=owner)
+        if job.status not in ACTIVE_STATUSES:
+            raise InvalidRequestError(
+                f"Job {job_id} is {job.status}; only a job that is validating its files, queued or running can be paused.",
+                param="fine_tuning_job_id",
+                code="invalid_state",
+            )
+        job.status = "paused"
+        job.estimated_finish = None
+        if not self.store.save_job(job, expect=ACTIVE_STATUSES):
+            return self._pause(job_id, owner)  # it moved on meanwhile: answered from its new status
+        self.scheduler.event(job_id, "info", "Job pause requested")
+        return job
+
+    async def resume(self, job_id: str, *, owner: str) -> FineTuningJob:
+        """Queues a paused job again; its run continues from the state it saved when it paused."""
+        job, context = await asyncio.to_thread(self._resume, job_id, owner)
+        self.scheduler.submit(job_id, context)
+        return job
+
+    def _resume(self, job_id: str, owner: str) -> tuple[FineTuningJob, JobContext]:
+        job = self.get(job_id, owner=owner)
+        stored = self.store.get_context(job_id)
+        if job.status != "paused" or stored is None:
+            raise InvalidRequestError(
+                f"Job {job_id} is {job.status}; only a paused job can be resumed.",
+                param="fine_tuning_job_id",
+                code="invalid_state",
+            )
+        job.status = "validating_files"
+        if not self.store.save_job(job, expect=("paused",)):
+            return self._resume(job_id, owner)
+        self.scheduler.event(job_id, "info", "Job resumed; its files are validated again before it is queued")
+        return job, msgspec.json.decode(stored, type=JobContext)
 
     # --- recovery ------------------------------------------------------------------------------------
 
@@ -167,25 +213,37 @@ class FineTuningService(JobQueries):
         await self.scheduler.close()
 
     def recover(self) -> None:
-        """After a restart: jobs that were training fail with a clear event; waiting ones run again."""
+        """After a restart (of the platform or of the control plane alone): every job it was working on is taken up
+        again, a job that was training from its latest saved state. A restart counts as a lost run of the jobs that
+        were training, so a job that brings the platform down each time it trains fails after a few tries."""
         for job in self.store.active_jobs():
             stored = self.store.get_context(job.id)
             context = msgspec.json.decode(stored, type=JobContext) if stored else None
-            if job.status == "running" or context is None:
-                job.status = "failed"
-                job.finished_at = int(time.time())
-                job.error = JobErrorRecord(
-                    code="platform_restarted",
-                    message="The platform stopped while this job was training; the job was marked failed. Create it again.",
-                )
-                self.store.save_job(job, expect=ACTIVE_STATUSES)
-                self.scheduler.event(job.id, "error", job.error.message)
-                log.warning("job_failed_by_restart", job_id=job.id)
+            if context is None:  # a job of a release that kept no context cannot run again
+                self._fail_restarted(job, "The platform stopped while this job was training; create it again.")
+                continue
+            if job.status == "running":
+                context = msgspec.structs.replace(context, lost_runs=context.lost_runs + 1)
+                self.store.save_context(job.id, msgspec.json.encode(context))
+                if context.lost_runs >= self.scheduler.max_attempts:
+                    self._fail_restarted(job, f"The platform stopped {context.lost_runs} times while this job was training.")
+                    continue
+                message = "The platform restarted while this job was training; it resumes from its last saved state"
             else:
-                job.status = "validating_files"
-                self.store.save_job(job, expect=ACTIVE_STATUSES)
-                self.scheduler.event(job.id, "info", "The platform restarted; the job is validated and queued again")
-                self.scheduler.submit(job.id, context)
+                message = "The platform restarted; the job is validated and queued again"
+            job.status = "validating_files"
+            self.store.save_job(job, expect=ACTIVE_STATUSES)
+            self.scheduler.event(job.id, "info", message)
+            self.scheduler.submit(job.id, context)
+
+    def _fail_restarted(self, job: FineTuningJob, message: str) -> None:
+        job.status = "failed"
+        job.finished_at = int(time.time())
+        job.error = JobErrorRecord(code="platform_restarted", message=message)
+        self.store.save_job(job, expect=ACTIVE_STATUSES)
+        self.scheduler.discard_states(job.id)
+        self.scheduler.event(job.id, "error", message)
+        log.warning("job_failed_by_restart", job_id=job.id)
 
     # --- helpers -------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from engines.adapters import Adapter
 from jobs.database import Cursor, Database, open_database
 from jobs.records import (
     ACTIVE_STATUSES,
+    UNFINISHED_STATUSES,
     FileObject,
     FineTuningJob,
     Hyperparameters,
@@ -95,10 +96,11 @@ class Store:
             return _update_job(db, job, expect)
 
     def publish_job(self, job: FineTuningJob, models: list[Adapter]) -> bool:
-        """Writes the succeeded job and registers its models in one transaction, only while the job is still
-        running: a cancel that was answered first wins, and nothing is published."""
+        """Writes the succeeded job and registers its models in one transaction, only while the job is unfinished
+        (a pause that came too late to stop the run does not hold it back): a cancel answered first wins, and
+        nothing is published."""
         with self._transaction() as db:
-            if not _update_job(db, job, ("running",)):
+            if not _update_job(db, job, UNFINISHED_STATUSES):
                 return False
             for model in models:
                 _insert_model(db, model)

@@ -29,23 +29,34 @@ from transformers import TrainingArguments as Args
 from trl import SFTConfig, SFTTrainer
 
 from jobs.data import Example, TokenizedExample, tokenize_examples
-from jobs.errors import TrainingCancelled
+from jobs.errors import TrainingCancelled, TrainingPaused
 from jobs.hyperparameters import ResolvedHyperparameters
 from jobs.results import StepMetrics
+from jobs.training_state import SavedCheckpoint, StateManifest
 
 log = structlog.get_logger("jobs.trainer")
 
 
 class Reporter(Protocol):
-    """Where a run reports progress; `should_cancel` is polled after every optimizer step."""
+    """Where a run reports progress; `should_cancel` and `should_pause` are polled after every optimizer step."""
 
     def metrics(self, row: StepMetrics, total_steps: int) -> None: ...
 
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None: ...
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> str | None:
+        """Reports the checkpoint adapter saved at `path`; returns its digest where it was published."""
+        ...
+
+    def save_state(
+        self, step: int, epochs_done: int, path: str, rows: list[StepMetrics], checkpoints: list[SavedCheckpoint]
+    ) -> None:
+        """Keeps the Trainer checkpoint folder `path` (weights, optimizer, scheduler, counters) to resume from."""
+        ...
 
     def message(self, level: str, text: str) -> None: ...
 
     def should_cancel(self) -> bool: ...
+
+    def should_pause(self) -> bool: ...
 
 
 class TrainingSpec(msgspec.Struct, frozen=True):
@@ -58,6 +69,7 @@ class TrainingSpec(msgspec.Struct, frozen=True):
     seed: int = 42
     threads: int | None = None  # torch.set_num_threads; None keeps the process's setting
     metrics_every: int = 1  # optimizer steps between metrics (and validation) points
+    resume_from: StateManifest | None = None  # a saved state to continue from, instead of the start
 
 
 class TrainingResult(msgspec.Struct, frozen=True):
@@ -65,7 +77,7 @@ class TrainingResult(msgspec.Struct, frozen=True):
     trained_tokens: int  # tokens processed: input lengths x epochs
     steps: int
     final_loss: float | None
-    tokens_per_second: float  # over the training loop only
+    tokens_per_second: float  # over the training loop of this run only (a resumed run counts its own steps)
     elapsed_s: float  # the whole run, model loading included
     step_metrics: list[StepMetrics]  # rows of the result CSV (jobs.results.metrics_csv)
     adapter_digest: str | None = None  # the final adapter as published in the artifact store
@@ -88,7 +100,8 @@ def save_adapter(model: PeftModel, path: str, base_model_id: str) -> None:
 
 
 class _Progress(TrainerCallback):
-    """Reports metrics, saves a checkpoint at each epoch end and stops the run when cancelled.
+    """Reports metrics, saves a checkpoint and the training state at each epoch end, and stops the run when it is
+    cancelled (saving nothing) or paused (saving the state at the step it stopped).
 
     Every `metrics_every` steps, the last step of each epoch and the final step are metrics points; with validation
     data the trainer evaluates at the same points, and a row is reported once its validation metrics are in."""
@@ -97,12 +110,20 @@ class _Progress(TrainerCallback):
         self.spec = spec
         self.reporter = reporter
         self.has_validation = has_validation
-        self.rows: list[StepMetrics] = []
+        resumed = spec.resume_from
+        self.rows: list[StepMetrics] = list(resumed.rows) if resumed else []
+        self.checkpoints: list[SavedCheckpoint] = list(resumed.checkpoints) if resumed else []
+        self.epoch = resumed.epochs_done if resumed else 0
+        self.saved_step = resumed.step if resumed else 0
         self.cancelled = False
-        self.epoch = 0
+        self.paused = False
+        self.checkpoint_due = False
 
     def on_train_begin(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.reporter.message("info", f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epochs")
+        if state.global_step:
+            self.reporter.message("info", f"Training resumed from step {state.global_step} of {state.max_steps}")
+        else:
+            self.reporter.message("info", f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epochs")
 
     def on_step_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         steps_per_epoch = max(1, state.max_steps // math.ceil(args.num_train_epochs))
@@ -111,6 +132,10 @@ class _Progress(TrainerCallback):
             control.should_evaluate = control.should_evaluate or self.has_validation
         if self.reporter.should_cancel():
             self.cancelled = True
+            control.should_training_stop = True
+        elif self.reporter.should_pause() and state.global_step < state.max_steps:
+            self.paused = True
+            control.should_save = True
             control.should_training_stop = True
 
     def on_log(
@@ -129,15 +154,29 @@ class _Progress(TrainerCallback):
             row.valid_mean_token_accuracy = logs.get("eval_mean_token_accuracy")
             self.reporter.metrics(row, state.max_steps)
 
-    def on_epoch_end(
-        self, args: Args, state: TrainerState, control: TrainerControl, model: PeftModel, **kwargs: Any
-    ) -> None:
-        if self.cancelled:
+    def on_epoch_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        # A pause mid-epoch also ends the epoch loop; only a whole epoch makes a checkpoint.
+        if self.cancelled or state.epoch is None or abs(state.epoch - round(state.epoch)) > 1e-6:
             return
         self.epoch += 1
-        path = os.path.join(self.spec.output_dir, "checkpoints", f"step-{state.global_step}")
-        save_adapter(model, path, self.spec.base_model_id)
-        self.reporter.checkpoint(state.global_step, self.epoch, path, self.rows[-1] if self.rows else None)
+        self.checkpoint_due = True
+        control.should_save = True
+
+    def on_save(self, args: Args, state: TrainerState, control: TrainerControl, model: PeftModel, **kwargs: Any) -> None:
+        if self.cancelled:
+            return
+        step = state.global_step
+        if self.checkpoint_due:
+            self.checkpoint_due = False
+            path = os.path.join(self.spec.output_dir, "checkpoints", f"step-{step}")
+            save_adapter(model, path, self.spec.base_model_id)
+            row = self.rows[-1] if self.rows else None
+            digest = self.reporter.checkpoint(step, self.epoch, path, row)
+            self.checkpoints.append(SavedCheckpoint(step=step, epoch=self.epoch, path=path, digest=digest, metrics=row))
+        if step != self.saved_step:  # a pause at an epoch's last step is saved once
+            self.saved_step = step
+            state_dir = os.path.join(args.output_dir, f"checkpoint-{step}")
+            self.reporter.save_state(step, self.epoch, state_dir, self.rows, self.checkpoints)
 
 
 def _dataset(examples: list[TokenizedExample]) -> Dataset:
@@ -152,7 +191,8 @@ def _config(spec: TrainingSpec, has_validation: bool, has_cuda: bool) -> SFTConf
         bf16=False,
         fp16=hp.fp16 and has_cuda,
         report_to="none",
-        save_strategy="no",
+        save_strategy="no",  # the progress callback asks for saves: at epoch ends and on a pause
+        save_total_limit=1,  # each state is kept by the reporter; only the newest stays on this disk
         logging_strategy="steps",
         logging_steps=spec.metrics_every,
         eval_strategy="steps" if has_validation else "no",
@@ -172,8 +212,10 @@ def _config(spec: TrainingSpec, has_validation: bool, has_cuda: bool) -> SFTConf
     )
 
 
-def run_training(spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
-    """Train a LoRA adapter; raises TrainingCancelled (and writes no final adapter) if cancelled."""
+def run_training(spec: TrainingSpec, reporter: Reporter, resume_dir: str | None = None) -> TrainingResult:
+    """Train a LoRA adapter, from the start or, with `resume_dir` (the downloaded `spec.resume_from`), from a saved
+    state. Raises TrainingCancelled (and writes no final adapter) if cancelled, TrainingPaused once the state at the
+    step it stopped is saved."""
     started = time.monotonic()
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -187,6 +229,8 @@ def run_training(spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         reporter.message("warning", f"{dropped} training examples have no token to learn within max_seq_length")
     if reporter.should_cancel():
         raise TrainingCancelled("Training was cancelled before it started")
+    if reporter.should_pause():
+        raise TrainingPaused("Training was paused before it started")
 
     model = AutoModelForCausalLM.from_pretrained(spec.base_model_path, dtype=torch.float32)
     lora = LoraConfig(
@@ -209,21 +253,27 @@ def run_training(spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the reporter gets them instead
     log.info("training_started", examples=len(train), validation=len(valid), **hp.to_dict())
     loop_started = time.monotonic()
-    trainer.train()
+    first_step = spec.resume_from.step if spec.resume_from else 0
+    trainer.train(resume_from_checkpoint=resume_dir)
     loop_s = time.monotonic() - loop_started
     if progress.cancelled:
         log.info("training_cancelled", step=trainer.state.global_step)
         raise TrainingCancelled(f"Training was cancelled at step {trainer.state.global_step}")
+    if progress.paused:
+        log.info("training_paused", step=trainer.state.global_step)
+        raise TrainingPaused(f"Training was paused at step {trainer.state.global_step}")
 
     adapter_path = os.path.join(spec.output_dir, "adapter")
     save_adapter(trainer.model, adapter_path, spec.base_model_id)
     trained_tokens = sum(len(e.input_ids) for e in train) * hp.n_epochs
+    steps = trainer.state.global_step
+    tokens_this_run = trained_tokens * (steps - first_step) / max(1, steps)
     result = TrainingResult(
         adapter_path=adapter_path,
         trained_tokens=trained_tokens,
-        steps=trainer.state.global_step,
+        steps=steps,
         final_loss=progress.rows[-1].train_loss if progress.rows else None,
-        tokens_per_second=trained_tokens / loop_s if loop_s > 0 else 0.0,
+        tokens_per_second=tokens_this_run / loop_s if loop_s > 0 else 0.0,
         elapsed_s=time.monotonic() - started,
         step_metrics=progress.rows,
     )

@@ -13,7 +13,9 @@ one place. They cross Ray process boundaries (engine replicas, trainers), so the
     ├── RateLimitError                    429 rate_limit_exceeded, with Retry-After
     ├── ServiceUnavailableError           503 service_unavailable, with Retry-After
     │   └── EngineUnavailableError        (engines) no replica can take the request now
-    └── TrainingCancelled                 (jobs) a run stopped because its job was cancelled
+    ├── TrainingCancelled                 (jobs) a run stopped because its job was cancelled
+    ├── TrainingPaused                    (jobs) a run stopped, its state saved, because its job was paused
+    └── TrainerLost                       (jobs) a run's process or node went away; the job resumes
 """
 
 from __future__ import annotations

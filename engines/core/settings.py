@@ -189,6 +189,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(ge=0),
         msgspec.Meta(description="Compute threads of one training job; `0` means all cores of the node."),
     ] = 0
+    training_max_attempts: Annotated[
+        int,
+        msgspec.Meta(ge=1),
+        msgspec.Meta(
+            description="Runs a fine-tuning job gets: each time its trainer is lost (a killed process, a lost node, "
+            "a platform restart mid-run) it resumes from its last saved state, until this many runs have been lost."
+        ),
+    ] = 3
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"],
         msgspec.Meta(description="Level of the JSON logs of the gateway, the engines and training jobs."),

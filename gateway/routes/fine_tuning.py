@@ -74,6 +74,18 @@ async def cancel_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTu
     return await fine_tuning.cancel(job_id, owner=owner)
 
 
+@post(JOB + "/pause", status_code=200, summary="Pause a fine-tuning job", responses=error_responses(404))
+async def pause_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
+    """Its run saves its state at the next step and stops; the job keeps its place until it is resumed."""
+    return await fine_tuning.pause(job_id, owner=owner)
+
+
+@post(JOB + "/resume", status_code=200, summary="Resume a paused fine-tuning job", responses=error_responses(404))
+async def resume_job(job_id: str, fine_tuning: FineTuning, owner: str) -> FineTuningJob:
+    """The job is queued again and continues from the state it saved when it was paused."""
+    return await fine_tuning.resume(job_id, owner=owner)
+
+
 @get(JOB + "/events", summary="List a fine-tuning job's events", responses=error_responses(404))
 async def list_events(
     job_id: str,

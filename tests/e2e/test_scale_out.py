@@ -9,6 +9,7 @@ import io
 import signal
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import boto3
 import openai
@@ -133,3 +134,70 @@ def test_a_killed_gateway_replica_leaves_the_job_alone(scaled: Platform) -> None
     assert wait_done(client, job.id) == "succeeded"
     events = [event.message for event in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
     assert events.count("The job has successfully completed") == 1
+
+
+TWO_EPOCHS: Hyperparameters = {"n_epochs": 2, "batch_size": 8}  # 12 steps, a state saved at step 6
+
+
+def start_job_past(client: openai.OpenAI, step: int) -> str:
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, hyperparameters=TWO_EPOCHS)
+    deadline = time.monotonic() + 600
+    while max(metric_steps(client, job.id), default=0) < step:
+        assert time.monotonic() < deadline, f"job {job.id} did not reach step {step}"
+        time.sleep(0.5)
+    return job.id
+
+
+def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
+    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
+    return [int(cast(dict, event.data)["step"]) for event in events if event.type == "metrics" and event.data]
+
+
+def messages(client: openai.OpenAI, job_id: str) -> list[str]:
+    return [event.message for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=200).data)]
+
+
+def trainers_settle_at(platform: Platform, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(platform.processes("TrainerActor")) != count:
+        assert time.monotonic() < deadline, f"{len(platform.processes('TrainerActor'))} trainer processes, not {count}"
+        time.sleep(0.5)
+
+
+def test_a_killed_control_plane_is_replaced_and_the_job_resumes_once(scaled: Platform) -> None:
+    client = sdk(scaled)
+    job_id = start_job_past(client, 7)
+    planes = scaled.processes("ServeReplica:llm-platform:control_plane")
+    assert len(planes) == 1, planes
+    planes[0].send_signal(signal.SIGKILL)
+    assert wait_done(client, job_id) == "succeeded", client.fine_tuning.jobs.retrieve(job_id).error
+    log = messages(client, job_id)
+    assert any(message.startswith("The platform restarted while this job was training") for message in log), log
+    assert "Fine-tuning job resumed from step 6" in log
+    assert log.count("The job has successfully completed") == 1
+    assert sorted(metric_steps(client, job_id)) == list(range(1, 13))
+    models = [model.id for model in client.models.list().data]
+    fine_tuned = client.fine_tuning.jobs.retrieve(job_id).fine_tuned_model
+    assert fine_tuned is not None and models.count(fine_tuned) == 1
+    trainers_settle_at(scaled, 0)  # the lost run's trainer went with its owner: no stray run
+
+
+def test_pause_frees_the_trainer_and_resume_continues_from_the_paused_step(scaled: Platform, s3: str) -> None:
+    client = sdk(scaled)
+    job_id = start_job_past(client, 2)
+    assert client.fine_tuning.jobs.pause(job_id).status == "paused"
+    deadline = time.monotonic() + 300
+    while not any(message.startswith("Training paused at step") for message in messages(client, job_id)):
+        assert time.monotonic() < deadline, messages(client, job_id)
+        time.sleep(0.5)
+    paused_at = next(m for m in messages(client, job_id) if m.startswith("Training paused at step")).split()[4]
+    assert client.fine_tuning.jobs.retrieve(job_id).status == "paused"
+    trainers_settle_at(scaled, 0)
+    assert any(key.startswith(f"{PREFIX}/training-state/{job_id}/step-{paused_at}/") for key in stored_keys(s3))
+    assert client.fine_tuning.jobs.resume(job_id).status in ("validating_files", "queued", "running")
+    assert wait_done(client, job_id) == "succeeded"
+    log = messages(client, job_id)
+    assert f"Fine-tuning job resumed from step {paused_at}" in log
+    assert sorted(metric_steps(client, job_id)) == list(range(1, 13))
+    assert not [key for key in stored_keys(s3) if key.startswith(f"{PREFIX}/training-state/{job_id}/")]

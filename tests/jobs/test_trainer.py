@@ -41,12 +41,17 @@ class Recorder:
         self.metrics_calls: list[tuple] = []
         self.checkpoints: list[tuple] = []
         self.messages: list[tuple[str, str]] = []
+        self.states: list[tuple[int, int, list[str]]] = []
 
     def metrics(self, row: StepMetrics, total_steps: int) -> None:
         self.metrics_calls.append((row.step, total_steps, row.train_loss, row.train_accuracy, row.valid_loss))
 
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> None:
+    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> str | None:
         self.checkpoints.append((step, epoch, path, metrics))
+        return None
+
+    def save_state(self, step: int, epochs_done: int, path: str, rows: list, checkpoints: list) -> None:
+        self.states.append((step, epochs_done, sorted(os.listdir(path))))
 
     def message(self, level: str, text: str) -> None:
         self.messages.append((level, text))
@@ -54,6 +59,9 @@ class Recorder:
     def should_cancel(self) -> bool:
         self.polls += 1
         return self.cancel_at_poll is not None and self.polls >= self.cancel_at_poll
+
+    def should_pause(self) -> bool:
+        return False
 
 
 def make_spec(model_dir: Path, output_dir: Path, *, validation: bool) -> TrainingSpec:
@@ -129,6 +137,13 @@ def test_one_loadable_checkpoint_per_epoch(run: tuple[TrainingResult, Recorder, 
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, path)
     assert model.peft_config["default"].r == 8
+
+
+def test_each_epoch_keeps_a_resumable_state(run: tuple[TrainingResult, Recorder, Path]) -> None:
+    _, reporter, _ = run
+    assert [(step, epochs) for step, epochs, _ in reporter.states] == [(2, 1), (4, 2)]
+    files = set(reporter.states[0][2])
+    assert {"adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"} <= files
 
 
 def test_final_adapter(run: tuple[TrainingResult, Recorder, Path]) -> None:
