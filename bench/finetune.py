@@ -62,11 +62,12 @@ def bare_trl(data: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def platform_job(client: openai.OpenAI, data: bytes) -> dict:
+def platform_job(client: openai.OpenAI, data: bytes, *, epochs: int | None = None) -> dict:
     uploaded = client.files.create(file=("bench.jsonl", io.BytesIO(data)), purpose="fine-tune")
+    hyperparameters = {**HYPERPARAMETERS, **({"n_epochs": epochs} if epochs else {})}
     # The LoRA keys are the platform's extensions, outside the SDK's types: sent as they are.
     job = client.fine_tuning.jobs.create(
-        model=client.models.list().data[0].id, training_file=uploaded.id, extra_body={"hyperparameters": HYPERPARAMETERS}
+        model=client.models.list().data[0].id, training_file=uploaded.id, extra_body={"hyperparameters": hyperparameters}
     )
     while job.status not in {"succeeded", "failed", "cancelled"}:
         time.sleep(1)  # gently: a busy poller would take CPU from the training it measures

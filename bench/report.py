@@ -172,6 +172,25 @@ def scaling_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def artifact_store_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "artifact-store"]
+    servable = [row["servable_after_s"] for row in rows if row["system"] == "platform-s3"]
+    lines = [
+        "| with `ARTIFACT_STORE=s3://...` | median | rounds |",
+        "|---|---|---|",
+        f"| `succeeded` -> first answer of the `ft:` model | {_fmt(_median(servable), 2, ' s')} | {len(servable)} |",
+    ]
+    labels = {
+        "from-s3": "TTFT, an adapter's first request, weights from S3",
+        "from-node-cache": "TTFT, an adapter's first request, weights already in the node's cache",
+        "loaded": "TTFT, an adapter already loaded",
+    }
+    for kind, label in labels.items():
+        values = [row["ttft_ms"] for row in rows if row["system"] == f"adapter-{kind}"]
+        lines.append(f"| {label} | {_fmt(_median(values), 0, ' ms')} | {len(values)} |")
+    return "\n".join(lines) + "\n"
+
+
 def plots(summary: list[dict], prefix: Path) -> list[Path]:
     """Throughput and TTFT p50 against concurrency, one line per system."""
     import matplotlib

@@ -18,17 +18,18 @@ from pathlib import Path
 
 import msgspec
 
-from bench import adapters, finetune, gateways, report, scaling
+from bench import adapters, artifact_store, finetune, gateways, report, scaling
 from bench.loadgen import PAUSE_S, load_generator_priority
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
-DEFAULT_ROUNDS = {"gateways": 2}
+DEFAULT_ROUNDS = {"gateways": 2, "artifact-store": 3}
 SCENARIOS = {
     "gateways": "1+2: the platform against vLLM's server, LiteLLM's proxy and Ray Serve LLM",
     "adapters": "3: mixed traffic over 1, 4 and 8 LoRA adapters against base-only",
     "fine-tuning": "4: a job's training tokens/s against a bare TRL script; succeeded → first chat",
     "scaling": "5: 1 and 2 engine replicas",
+    "artifact-store": "6: the S3 artifact store: succeeded → first chat; adapter first-request TTFT from S3 and cached",
 }
 
 
@@ -71,6 +72,8 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         parts += ["## Fine-tuning (scenario 4)\n", report.fine_tuning_table(rows)]
     if any(row["scenario"] == "scaling" for row in rows):
         parts += ["## Engine replicas (scenario 5)\n", report.scaling_table(rows)]
+    if any(row["scenario"] == "artifact-store" for row in rows):
+        parts += ["## The S3 artifact store (scenario 6)\n", report.artifact_store_table(rows)]
     return "\n".join(parts)
 
 
@@ -95,6 +98,8 @@ def run_scenario(name: str, work: Path, rounds: int, peers: set[str]) -> list[Ro
         return adapters.run(work, rounds=rounds, with_ray_serve_llm=(PEERS_VENV / ".installed").exists())
     if name == "fine-tuning":
         return finetune.run(work, rounds=rounds)
+    if name == "artifact-store":
+        return artifact_store.run(work, rounds=rounds)
     return scaling.run(work, rounds=rounds)
 
 

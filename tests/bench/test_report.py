@@ -73,3 +73,16 @@ def test_interval_only_where_both_systems_kept_samples() -> None:
     assert "ttft_delta_vs_litellm-proxy_interval_ms" not in entry
     table = report.gateways_table([entry])
     assert "(0 ms TTFT, 95 % " in table and "(0 ms TTFT)" in table
+
+
+def test_artifact_store_table_has_the_medians_of_each_measure() -> None:
+    rows = [
+        {"scenario": "artifact-store", "system": "platform-s3", "round": r, "servable_after_s": s}
+        for r, s in enumerate([0.5, 1.5, 1.0])
+    ] + [
+        {"scenario": "artifact-store", "system": f"adapter-{kind}", "round": 0, "ttft_ms": value}
+        for kind, value in (("from-s3", 900.0), ("from-node-cache", 400.0), ("loaded", 50.0))
+    ]
+    table = report.artifact_store_table(rows)
+    assert "| `succeeded` -> first answer of the `ft:` model | 1.00 s | 3 |" in table
+    assert "weights from S3 | 900 ms | 1 |" in table and "already loaded | 50 ms | 1 |" in table

@@ -67,8 +67,8 @@ def sdk(platform: Platform) -> openai.OpenAI:
 
 
 def stored_keys(s3: str) -> list[str]:
-    listing = boto3.client("s3", endpoint_url=s3, **_boto_credentials()).list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)
-    return [item["Key"] for item in listing.get("Contents", [])]
+    pages = boto3.client("s3", endpoint_url=s3, **_boto_credentials()).get_paginator("list_objects_v2")
+    return [item["Key"] for page in pages.paginate(Bucket=BUCKET, Prefix=PREFIX) for item in page.get("Contents", [])]
 
 
 def wait_done(client: openai.OpenAI, job_id: str, timeout_s: float = 900) -> str:
@@ -191,7 +191,8 @@ def test_pause_frees_the_trainer_and_resume_continues_from_the_paused_step(scale
     while not any(message.startswith("Training paused at step") for message in messages(client, job_id)):
         assert time.monotonic() < deadline, messages(client, job_id)
         time.sleep(0.5)
-    paused_at = next(m for m in messages(client, job_id) if m.startswith("Training paused at step")).split()[4]
+    paused = next(m for m in messages(client, job_id) if m.startswith("Training paused at step"))
+    paused_at = paused.removeprefix("Training paused at step ").split(";")[0]
     assert client.fine_tuning.jobs.retrieve(job_id).status == "paused"
     trainers_settle_at(scaled, 0)
     assert any(key.startswith(f"{PREFIX}/training-state/{job_id}/step-{paused_at}/") for key in stored_keys(s3))
