@@ -176,9 +176,9 @@ def artifact_store_table(rows: list[Row]) -> str:
     rows = [row for row in rows if row["scenario"] == "artifact-store"]
     servable = [row["servable_after_s"] for row in rows if row["system"] == "platform-s3"]
     lines = [
-        "| with `ARTIFACT_STORE=s3://...` | median | rounds |",
+        "| with `ARTIFACT_STORE=s3://...` | median | over |",
         "|---|---|---|",
-        f"| `succeeded` -> first answer of the `ft:` model | {_fmt(_median(servable), 2, ' s')} | {len(servable)} |",
+        f"| `succeeded` -> first answer of the `ft:` model | {_fmt(_median(servable), 2, ' s')} | {len(servable)} jobs |",
     ]
     labels = {
         "from-s3": "TTFT, an adapter's first request, weights from S3",
@@ -187,7 +187,7 @@ def artifact_store_table(rows: list[Row]) -> str:
     }
     for kind, label in labels.items():
         values = [row["ttft_ms"] for row in rows if row["system"] == f"adapter-{kind}"]
-        lines.append(f"| {label} | {_fmt(_median(values), 0, ' ms')} | {len(values)} |")
+        lines.append(f"| {label} | {_fmt(_median(values), 0, ' ms')} | {len(values)} samples |")
     return "\n".join(lines) + "\n"
 
 

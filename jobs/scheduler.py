@@ -181,11 +181,11 @@ class Scheduler:
         return train, valid
 
     async def _train(self, job_id: str, context: JobContext, spec: TrainingSpec) -> None:
+        saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
         job = self._job(job_id)
         job.status = "running"
         if not self.store.save_job(job, expect=("queued",)):
             return
-        saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
         if saved is None:
             self.event(job_id, "info", "Fine-tuning job started")
         else:

@@ -84,5 +84,5 @@ def test_artifact_store_table_has_the_medians_of_each_measure() -> None:
         for kind, value in (("from-s3", 900.0), ("from-node-cache", 400.0), ("loaded", 50.0))
     ]
     table = report.artifact_store_table(rows)
-    assert "| `succeeded` -> first answer of the `ft:` model | 1.00 s | 3 |" in table
-    assert "weights from S3 | 900 ms | 1 |" in table and "already loaded | 50 ms | 1 |" in table
+    assert "| `succeeded` -> first answer of the `ft:` model | 1.00 s | 3 jobs |" in table
+    assert "weights from S3 | 900 ms | 1 samples |" in table and "already loaded | 50 ms | 1 samples |" in table
