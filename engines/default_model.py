@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -53,6 +54,19 @@ def ensure_default_model(cache_dir: Path) -> Path:
     staging.rename(target)
     log.info("default_model_ready", path=str(target))
     return target
+
+
+def on_this_node(model_path: str) -> str:
+    """`model_path` as this node can load it. Nodes share no disk: the converted default model, planned from the
+    head's cache (`<cache>/SmolLM2-135M-Instruct`), is converted on a node that lacks it, from the PyPI package
+    every node's environment has. Other paths are the operator's to provide on every node."""
+    path = Path(model_path)
+    if path.name != CONVERTED_NAME or (path / _DONE_MARKER).is_file():
+        return model_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / f".{CONVERTED_NAME}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # an engine replica and a trainer starting together convert it once
+        return str(ensure_default_model(path.parent))
 
 
 def _convert(source: Path, out_dir: Path) -> None:

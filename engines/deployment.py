@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
 import torch
 from ray import serve
@@ -21,6 +22,7 @@ from engines.adapters import Adapter
 from engines.artifacts import artifact_store_from_url
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
+from engines.default_model import on_this_node
 from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
 from engines.parking import EngineParking
@@ -49,6 +51,7 @@ class EngineDeployment:
         """`start_engine` and `multiplex` are injected so the deployment's own logic runs in fast tests
         without vLLM or a Serve replica around it."""
         configure_logging(log_level)
+        config = msgspec.structs.replace(config, model_path=on_this_node(config.model_path))
         self.config = config
         self._start = start_engine
         self.engine = self._start_engine(config)

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 
 import msgspec
 
+HEAD_RESOURCE = "head"
+"""The custom resource the head host of a cluster offers (`python -m gateway.node head`)."""
+
 
 class ResourceError(ValueError):
     """The cluster cannot host the requested engine replicas."""
@@ -28,6 +31,9 @@ class ResourcePlan(msgspec.Struct, frozen=True, kw_only=True):
     """CPUs one training job asks for."""
     trainer_gpus: float
     """GPUs one training job asks for."""
+    control_resources: dict[str, float] = {}
+    """Custom resources the gateway, the control plane and the limiter ask for: a share of the `head` resource on
+    a cluster whose head host offers one (`python -m gateway.node head`), which keeps them on the head."""
 
     @property
     def device(self) -> str:
@@ -51,6 +57,7 @@ def plan_resources(
     """Splits GPUs by the two fractions; without GPUs, engines get CPUs and training the remainder."""
     cpus = float(cluster.get("CPU", 0.0))
     gpus = float(cluster.get("GPU", 0.0))
+    control = {HEAD_RESOURCE: 0.01} if cluster.get(HEAD_RESOURCE, 0.0) > 0 else {}
     if gpus >= 1:
         inference_gpus = gpus * inference_gpu_fraction
         per_replica = inference_gpus / engine_replicas
@@ -72,6 +79,7 @@ def plan_resources(
             training_gpus=training_gpus,
             trainer_cpus=1.0,
             trainer_gpus=min(1.0, training_gpus),
+            control_resources=control,
         )
     needed = engine_replicas * engine_cpus
     if needed > cpus:
@@ -89,4 +97,5 @@ def plan_resources(
         training_gpus=0.0,
         trainer_cpus=1.0,
         trainer_gpus=0.0,
+        control_resources=control,
     )

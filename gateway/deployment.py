@@ -115,10 +115,11 @@ def build_platform(
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
         logging_config=QUIET,
     )
+    on_head: dict[str, Any] = {"num_cpus": 0, **({"resources": plan.control_resources} if plan.control_resources else {})}
     gateway = serve.deployment(Gateway).options(
         name="gateway",
         num_replicas=settings.gateway_replicas,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options=on_head,
         max_ongoing_requests=4 * settings.max_ongoing_requests * plan.engine_replicas,
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
         logging_config=QUIET,
@@ -128,7 +129,7 @@ def build_platform(
     if settings.rate_limit_rpm or settings.rate_limit_tpm:
         limits = (
             serve.deployment(LocalLimiter)
-            .options(name="limits", num_replicas=1, ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
+            .options(name="limits", num_replicas=1, ray_actor_options=on_head, logging_config=QUIET)
             .bind(settings.rate_limit_rpm, settings.rate_limit_tpm)
         )
     control_plane = (
@@ -136,7 +137,7 @@ def build_platform(
         .options(
             name="control_plane",
             num_replicas=1,
-            ray_actor_options={"num_cpus": 0},
+            ray_actor_options=on_head,
             max_ongoing_requests=1000,
             graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
             logging_config=QUIET,

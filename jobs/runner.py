@@ -17,6 +17,7 @@ from engines.adapter_cache import publish_adapter
 from engines.artifacts import ArtifactStore, artifact_store_from_url
 from engines.core.errors import PlatformError
 from engines.core.logs import configure_logging
+from engines.default_model import on_this_node
 from engines.parking import training_in_progress
 from jobs.errors import TrainerLost
 from jobs.progress import BufferedReporter, Progress
@@ -84,6 +85,7 @@ class TrainerActor:
         # Below inference: a chat request should not wait behind a training step. Niceness is per thread
         # on Linux; the threads torch starts from this one inherit it.
         os.nice(TRAINING_NICENESS)
+        spec = msgspec.structs.replace(spec, base_model_path=on_this_node(spec.base_model_path))
         resume_dir = None
         if spec.resume_from is not None:
             target = Path(spec.output_dir) / "resume" / f"step-{spec.resume_from.step}"

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 import msgspec.inspect
@@ -70,6 +71,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(
             description="The metadata store: `sqlite:///path` or `postgresql://user:password@host:port/db`; "
             "unset means SQLite at `DATA_DIR/platform.sqlite3`. A cluster whose nodes share no disk needs PostgreSQL."
+        ),
+    ] = ""
+    database_password_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="A file holding the PostgreSQL password (a compose or Kubernetes secret), for a "
+            "`DATABASE_URL` that has none: the password then never appears in an environment variable."
         ),
     ] = ""
     artifact_store: Annotated[
@@ -189,6 +197,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(ge=0),
         msgspec.Meta(description="Compute threads of one training job; `0` means all cores of the node."),
     ] = 0
+    node_ip_address: Annotated[
+        str,
+        msgspec.Meta(
+            description="`python -m gateway.node`: this host's address in the Ray cluster; default: the address "
+            "it reaches the head from (the hostname's on the head)."
+        ),
+    ] = ""
+    node_cpus: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(description="`python -m gateway.node`: CPUs this host offers Ray; `0` means all of its cores."),
+    ] = 0
+    node_object_store_bytes: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(
+            description="`python -m gateway.node`: the size of this host's Ray object store; `0` lets Ray choose "
+            "(30% of memory, capped by /dev/shm)."
+        ),
+    ] = 0
     training_max_attempts: Annotated[
         int,
         msgspec.Meta(ge=1),
@@ -249,7 +277,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def store_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.store_path}"
+        """DATABASE_URL, with the password of DATABASE_PASSWORD_FILE when it has none; or the embedded store."""
+        if not self.database_url:
+            return f"sqlite:///{self.store_path}"
+        if not self.database_password_file:
+            return self.database_url
+        parts = urlsplit(self.database_url)
+        if parts.password is not None or not parts.username:
+            raise SettingsError("DATABASE_PASSWORD_FILE needs a DATABASE_URL with a user name and no password")
+        try:
+            password = Path(self.database_password_file).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"DATABASE_PASSWORD_FILE cannot be read: {exc}") from None
+        host = parts.netloc.split("@", 1)[1]
+        netloc = f"{quote(parts.username, safe='')}:{quote(password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     @property
     def uses_default_model(self) -> bool:

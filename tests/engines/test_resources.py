@@ -34,3 +34,18 @@ def test_one_gpu_is_shared() -> None:
     result = plan({"CPU": 8, "GPU": 1})
     assert result.engine_gpus == pytest.approx(0.6) and result.tensor_parallel_size == 1
     assert result.trainer_gpus == pytest.approx(0.4) and result.max_parallel_jobs == 1
+
+
+def test_a_cluster_with_a_head_host_keeps_the_control_side_there() -> None:
+    on_head = plan_resources(
+        {"CPU": 6, "head": 1, "worker": 2},
+        engine_replicas=1,
+        engine_cpus=1,
+        inference_gpu_fraction=0.6,
+        training_gpu_fraction=0.4,
+    )
+    assert on_head.control_resources == {"head": 0.01}
+    single = plan_resources(
+        {"CPU": 2}, engine_replicas=1, engine_cpus=1, inference_gpu_fraction=0.6, training_gpu_fraction=0.4
+    )
+    assert single.control_resources == {}
