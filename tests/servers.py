@@ -28,9 +28,10 @@ def postgres_bindir() -> Path | None:
 
 
 @contextmanager
-def postgres_server(host: str = "127.0.0.1") -> Iterator[str]:
-    """Yields the URL of a new PostgreSQL cluster's `postgres` database. The server refuses to run as root,
-    so under root (as on CI) it runs as the `postgres` user in a directory that user owns."""
+def postgres_server(host: str = "127.0.0.1", port: int | None = None, clients: str | None = None) -> Iterator[str]:
+    """Yields the URL of a new PostgreSQL cluster's `postgres` database, on a free port unless given one; `clients`
+    (a CIDR such as `10.1.2.0/24`) may connect too, besides loopback. The server refuses to run as root, so under
+    root (as on CI) it runs as the `postgres` user in a directory that user owns."""
     bindir = postgres_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL's server binaries were not found (pg_config --bindir)")
@@ -39,13 +40,16 @@ def postgres_server(host: str = "127.0.0.1") -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", free_port(host)
+    data, port = base / "data", port or free_port(host)
     run = [*as_user, str(bindir / "pg_ctl"), "-D", str(data)]
     subprocess.run(
         [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
         check=True,
         capture_output=True,
     )
+    if clients:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {clients} trust\n")
     options = f"-p {port} -k {base} -c listen_addresses={host} -c fsync=off -c full_page_writes=off"
     subprocess.run([*run, "-o", options, "-l", str(base / "log"), "-w", "start"], check=True, capture_output=True)
     try:
@@ -66,11 +70,12 @@ def new_database(server_url: str, name: str) -> str:
 
 
 @contextmanager
-def s3_server(host: str = "127.0.0.1") -> Iterator[str]:
-    """Yields the endpoint URL of moto's S3 server, in this process, bound to `host` only."""
+def s3_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Yields the endpoint URL of moto's S3 server, in this process, bound to `host` only (on a free port unless
+    given one)."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     try:
         bound_host, port = server.get_host_and_port()

@@ -1,0 +1,137 @@
+"""The platform on a cluster of namespaced hosts, each started with the command and environment compose.yaml
+gives its service (`python -m gateway.node head|worker`), beside PostgreSQL and an S3 store on the bridge, under
+the names and ports compose.yaml uses (`postgres:5432`, `s3:9000`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import psycopg
+import yaml
+
+from gateway.cluster_secrets import generate
+from tests.cluster.hosts import Host, Network
+from tests.servers import postgres_server, s3_server
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 600
+BASE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HOME": "/root", "LANG": "C.UTF-8"}
+OBJECT_STORE_BYTES = "150000000"  # /dev/shm is shared by every host on this machine
+
+
+def compose_service(name: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment compose.yaml gives the service `name`, with this environment's Python."""
+    service = yaml.safe_load((REPO / "compose.yaml").read_text())["services"][name]
+    command = [sys.executable if part == "python" else part for part in service["command"]]
+    return command, {key: str(value) for key, value in service["environment"].items()}
+
+
+class Cluster:
+    """Hosts join with `add_worker()`; `head` runs the platform. Every host has its own disk and Ray temp dir."""
+
+    def __init__(self, network: Network, root: Path, secrets: Path, **head_settings: str) -> None:
+        self.network = network
+        self.root = root
+        self.secrets = secrets
+        self.head_settings = head_settings
+        self.head: Host = network.add_host("head", root)
+        self.workers: list[Host] = []
+        self.head_node: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.head.address}:8000"
+
+    def _environment(self, service: str, extra: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        command, environment = compose_service(service)
+        env = {"PATH": os.environ["PATH"], **BASE_ENV, **environment, "NODE_OBJECT_STORE_BYTES": OBJECT_STORE_BYTES}
+        return command, {**env, **extra}
+
+    def _install_secrets(self, host: Host) -> None:
+        shutil.copytree(self.secrets, host.secrets_dir, dirs_exist_ok=True)
+
+    def start_head(self) -> None:
+        self._install_secrets(self.head)
+        command, env = self._environment("head", self.head_settings)
+        self.head_node = self.head.spawn(command, env, self.root / "head.log", REPO)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.healthy():
+            if self.head_node.poll() is not None:
+                raise RuntimeError(f"the head exited ({self.head_node.returncode}); see {self.root / 'head.log'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the head was not healthy in {START_TIMEOUT_S}s; see {self.root / 'head.log'}")
+            time.sleep(2)
+
+    def stop_head(self, timeout_s: float = 180) -> int:
+        """SIGTERM, as `docker compose stop` sends it: the platform drains, then the head's Ray node stops."""
+        assert self.head_node is not None
+        self.head_node.send_signal(signal.SIGTERM)
+        code = self.head_node.wait(timeout_s)
+        self.head.kill_all()  # anything it left behind would hide a leak: the tests check there is none first
+        return code
+
+    def add_worker(self, name: str, **settings: str) -> Host:
+        host = self.network.add_host(name, self.root, {"head": self.head.address})
+        self._install_secrets(host)
+        command, env = self._environment("worker", settings)
+        host.spawn(command, env, self.root / f"{name}.log", REPO)
+        self.workers.append(host)
+        return host
+
+    def healthy(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/health", timeout=5).status_code == 200
+        return False
+
+    def alive_nodes(self) -> int:
+        """Ray nodes alive, as a driver on the head sees them."""
+        _, env = self._environment("head", {})
+        probe = "import ray; ray.init(logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
+        env["RAY_ADDRESS"] = f"{self.head.address}:6379"
+        output = self.head.run([sys.executable, "-c", probe], env, REPO)
+        return int(output.strip().splitlines()[-1])
+
+    def wait_for_nodes(self, count: int, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(subprocess.CalledProcessError, ValueError, IndexError):
+                if self.alive_nodes() == count:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not reach {count} alive nodes in {timeout_s}s")
+            time.sleep(3)
+
+
+@contextlib.contextmanager
+def stores(network: Network) -> Iterator[None]:
+    """PostgreSQL at `postgres:5432` and S3 at `s3:9000` on the bridge, as compose.yaml names them, with the
+    database and bucket its services make."""
+    subnet = f"{network.prefix}.0/24"
+    with postgres_server(network.address, port=5432, clients=subnet) as admin, s3_server(network.address, port=9000):
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute("CREATE ROLE platform LOGIN")
+            connection.execute("CREATE DATABASE platform OWNER platform")
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://{network.address}:9000",
+            aws_access_key_id="cluster",
+            aws_secret_access_key="cluster",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="platform")
+        yield
+
+
+def make_secrets(folder: Path) -> Path:
+    generate(folder)
+    return folder
