@@ -1,7 +1,7 @@
-"""Hosts on one machine: each a Linux network namespace with its own address on a private bridge, and its own
-mount namespace in which a directory of its own is bound onto each path the platform writes (`/data`, Ray's
-`/tmp/ray`), its own `/etc/hosts` and its own `/run/secrets`. No host sees another's files; traffic stays on
-the bridge and loopback (the namespaces have no default route). Needs root, as CI has.
+"""Hosts on one machine: each a Linux network namespace with its own address on a private bridge, its own
+hostname, and its own mount namespace in which a directory of its own is bound onto each path the platform
+writes (`/data`, Ray's `/tmp/ray`), its own `/etc/hosts` and its own `/run/secrets`. No host sees another's
+files; traffic stays on the bridge and loopback (the namespaces have no default route). Needs root, as CI has.
 
 The services the hosts share (PostgreSQL, the S3 store) run in the machine's own namespace, listening on the
 bridge's address, under the names compose.yaml gives them (`postgres`, `s3`) in every host's `/etc/hosts`."""
@@ -111,8 +111,9 @@ class Host:
             Path(path).mkdir(parents=True, exist_ok=True)  # mount points in the machine's tree; empty there
         sources = {"/data": "data", "/tmp/ray": "ray", "/run/secrets": "secrets", "/etc/hosts": "hosts"}
         mounts = " && ".join(f"mount --bind {shlex.quote(str(self.root / src))} {dst}" for dst, src in sources.items())
-        script = f"{mounts} && cd {shlex.quote(str(cwd))} && exec {shlex.join(command)}"
-        return ["ip", "netns", "exec", self.namespace, "unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+        script = f"hostname {self.name} && {mounts} && cd {shlex.quote(str(cwd))} && exec {shlex.join(command)}"
+        unshare = ["unshare", "--mount", "--uts", "--propagation", "private"]  # its own files and hostname
+        return ["ip", "netns", "exec", self.namespace, *unshare, "sh", "-c", script]
 
     def spawn(self, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
         """Starts `command` on this host, in a process group of its own."""

@@ -72,13 +72,18 @@ class Cluster:
                 raise RuntimeError(f"the head was not healthy in {START_TIMEOUT_S}s; see {self.root / 'head.log'}")
             time.sleep(2)
 
-    def stop_head(self, timeout_s: float = 180) -> int:
-        """SIGTERM, as `docker compose stop` sends it: the platform drains, then the head's Ray node stops."""
+    def stop_head(self, timeout_s: float = 180) -> tuple[int, list[str]]:
+        """SIGTERM, as `docker compose stop` sends it: the platform drains, then the head's Ray node stops. Returns
+        the exit code and the processes still on the head 30 s later (then killed, so the next start is clean)."""
         assert self.head_node is not None
         self.head_node.send_signal(signal.SIGTERM)
         code = self.head_node.wait(timeout_s)
-        self.head.kill_all()  # anything it left behind would hide a leak: the tests check there is none first
-        return code
+        deadline = time.monotonic() + 30
+        while self.head.pids() and time.monotonic() < deadline:
+            time.sleep(1)
+        leftovers = self.head.process_names()
+        self.head.kill_all()
+        return code, leftovers
 
     def add_worker(self, name: str, **settings: str) -> Host:
         host = self.network.add_host(name, self.root, {"head": self.head.address})

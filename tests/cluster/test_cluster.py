@@ -53,10 +53,11 @@ def wait_done(client: openai.OpenAI, job_id: str, timeout_s: float = 900) -> str
     return status
 
 
-class EverySecond:
-    """Calls `tick` every second in a thread, from `with` until its end."""
+class Every:
+    """Calls `tick` every `interval_s` in a thread, from `with` until its end."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -64,7 +65,7 @@ class EverySecond:
         raise NotImplementedError
 
     def _loop(self) -> None:
-        while not self.stop.wait(1.0):
+        while not self.stop.wait(self.interval_s):
             self.tick()
 
     def __enter__(self) -> Self:
@@ -76,11 +77,11 @@ class EverySecond:
         self.thread.join()
 
 
-class TrainerWatch(EverySecond):
+class TrainerWatch(Every):
     """Notes which hosts have a trainer process."""
 
     def __init__(self, hosts: list[Host]) -> None:
-        super().__init__()
+        super().__init__(1.0)
         self.hosts = hosts
         self.seen: set[str] = set()
 
@@ -130,20 +131,21 @@ def messages(client: openai.OpenAI, job_id: str) -> list[str]:
     return [event.message for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=200).data)]
 
 
-class ChatWatch(EverySecond):
-    """Chats with the base model; counts answers and failures."""
+class ChatWatch(Every):
+    """Chats with the base model every few seconds (the hosts share 2 cores: more would starve the trainer);
+    counts answers and failures."""
 
     def __init__(self, client: openai.OpenAI) -> None:
-        super().__init__()
+        super().__init__(3.0)
         self.client = client
         self.answers = 0
         self.failures: list[str] = []
 
     def tick(self) -> None:
         try:
-            reply = ask(self.client, BASE_MODEL, max_tokens=4)
+            reply = ask(self.client, BASE_MODEL)
             self.answers += bool(reply.choices[0].message.content)
-        except openai.APIError as exc:
+        except Exception as exc:  # any failure is the finding, not a crash of the watch
             self.failures.append(repr(exc))
 
 
@@ -152,7 +154,7 @@ def test_a_lost_worker_host_costs_no_job_and_no_chat(cluster: Cluster) -> None:
     quick = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="unused", max_retries=0, timeout=60)
     uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model=BASE_MODEL, training_file=uploaded.id, hyperparameters={"n_epochs": 3, "batch_size": 8}
+        model=BASE_MODEL, training_file=uploaded.id, hyperparameters={"n_epochs": 2, "batch_size": 8}
     )
     deadline = time.monotonic() + 600
     while max(metric_steps(client, job.id), default=0) < 7:  # the state of step 6 is in the store
@@ -172,8 +174,8 @@ def test_a_lost_worker_host_costs_no_job_and_no_chat(cluster: Cluster) -> None:
         assert wait_done(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
     log = messages(client, job.id)
     assert "Fine-tuning job resumed from step 6" in log and log.count("The job has successfully completed") == 1
-    assert sorted(metric_steps(client, job.id)) == list(range(1, 19))
-    assert chat.failures == [] and chat.answers > 10, chat.failures
+    assert sorted(metric_steps(client, job.id)) == list(range(1, 13))
+    assert chat.failures == [] and chat.answers > 5, chat.failures
     print(f"\nworker host lost: {chat.answers} chats answered on the head meanwhile, none failed; resumed from step 6")
 
 
@@ -182,8 +184,7 @@ def test_a_restarted_head_brings_everything_back(cluster: Cluster) -> None:
     files = sorted(file.id for file in client.files.list().data)
     jobs = {job.id: job.status for job in client.fine_tuning.jobs.list(limit=100).data}
     models = sorted(model.id for model in client.models.list().data)
-    assert cluster.stop_head() == 0
-    assert cluster.head.pids() == []  # the head left nothing behind
+    assert cluster.stop_head() == (0, [])  # the head left nothing behind
     cluster.start_head()
     cluster.wait_for_nodes(2)  # the worker joined the new head by itself
     client = sdk(cluster)

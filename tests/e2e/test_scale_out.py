@@ -1,7 +1,8 @@
 """The platform's state outlives any process: one node with two gateway replicas, the metadata in a real
 PostgreSQL server and every file, checkpoint and adapter in an S3 store (moto's server on loopback), with
 nothing under DATA_DIR. Jobs created through either replica share one control plane; killing a gateway
-replica mid-job leaves the job alone."""
+replica mid-job leaves the job alone; killing the control plane, stopping the platform or pausing the job
+costs the job nothing: it resumes from its last saved state and succeeds once."""
 
 from __future__ import annotations
 
@@ -202,3 +203,18 @@ def test_pause_frees_the_trainer_and_resume_continues_from_the_paused_step(scale
     assert f"Fine-tuning job resumed from step {paused_at}" in log
     assert sorted(metric_steps(client, job_id)) == list(range(1, 13))
     assert not [key for key in stored_keys(s3) if key.startswith(f"{PREFIX}/training-state/{job_id}/")]
+
+
+def test_sigterm_mid_job_then_start_again_resumes_from_the_store(scaled: Platform) -> None:
+    """The platform stopped and started again: the job resumes from its state in S3 and succeeds once."""
+    client = sdk(scaled)
+    job_id = start_job_past(client, 7)
+    assert scaled.stop() == 0
+    assert scaled.wait_gone() == []
+    scaled.start()
+    client = sdk(scaled)
+    assert wait_done(client, job_id) == "succeeded", client.fine_tuning.jobs.retrieve(job_id).error
+    log = messages(client, job_id)
+    assert any(message.startswith("The platform restarted while this job was training") for message in log), log
+    assert "Fine-tuning job resumed from step 6" in log and log.count("The job has successfully completed") == 1
+    assert sorted(metric_steps(client, job_id)) == list(range(1, 13))
