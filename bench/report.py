@@ -191,6 +191,30 @@ def artifact_store_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cross_host_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "cross-host"]
+    lines = [
+        "| concurrency | one host: tok/s | across hosts: tok/s | ratio (same round) | TTFT p50 one / across "
+        "| ITL p50 one / across |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (concurrency,), group in sorted(_by(rows, "concurrency").items()):
+        one = {row["round"]: row for row in group if row["system"] == "one-host"}
+        across = {row["round"]: row for row in group if row["system"] == "cross-host"}
+        ratios = [across[r]["output_tokens_per_s"] / one[r]["output_tokens_per_s"] for r in across if r in one]
+
+        def median_of(side: dict[int, Row], field: str) -> float | None:
+            return _median(row[field] for row in side.values())
+
+        lines.append(
+            f"| {concurrency} | {_fmt(median_of(one, 'output_tokens_per_s'))} | "
+            f"{_fmt(median_of(across, 'output_tokens_per_s'))} | {_fmt(_median(ratios), 2, 'x')} | "
+            f"{_fmt(median_of(one, 'ttft_p50_ms'), 0)} / {_fmt(median_of(across, 'ttft_p50_ms'), 0, ' ms')} | "
+            f"{_fmt(median_of(one, 'itl_p50_ms'), 1)} / {_fmt(median_of(across, 'itl_p50_ms'), 1, ' ms')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plots(summary: list[dict], prefix: Path) -> list[Path]:
     """Throughput and TTFT p50 against concurrency, one line per system."""
     import matplotlib

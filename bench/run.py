@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench import adapters, artifact_store, finetune, gateways, report, scaling
+from bench import adapters, artifact_store, cross_host, finetune, gateways, report, scaling
 from bench.loadgen import PAUSE_S, load_generator_priority
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
@@ -30,6 +30,7 @@ SCENARIOS = {
     "fine-tuning": "4: a job's training tokens/s against a bare TRL script; succeeded → first chat",
     "scaling": "5: 1 and 2 engine replicas",
     "artifact-store": "6: the S3 artifact store: succeeded → first chat; adapter first-request TTFT from S3 and cached",
+    "cross-host": "7: gateway on the head, engine on a worker host, against one host (namespaced hosts, root)",
 }
 
 
@@ -74,6 +75,8 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         parts += ["## Engine replicas (scenario 5)\n", report.scaling_table(rows)]
     if any(row["scenario"] == "artifact-store" for row in rows):
         parts += ["## The S3 artifact store (scenario 6)\n", report.artifact_store_table(rows)]
+    if any(row["scenario"] == "cross-host" for row in rows):
+        parts += ["## Across hosts (scenario 7)\n", report.cross_host_table(rows)]
     return "\n".join(parts)
 
 
@@ -100,6 +103,8 @@ def run_scenario(name: str, work: Path, rounds: int, peers: set[str]) -> list[Ro
         return finetune.run(work, rounds=rounds)
     if name == "artifact-store":
         return artifact_store.run(work, rounds=rounds)
+    if name == "cross-host":
+        return cross_host.run(work, rounds=rounds)
     return scaling.run(work, rounds=rounds)
 
 

@@ -86,3 +86,12 @@ def test_artifact_store_table_has_the_medians_of_each_measure() -> None:
     table = report.artifact_store_table(rows)
     assert "| `succeeded` -> first answer of the `ft:` model | 1.00 s | 3 jobs |" in table
     assert "weights from S3 | 900 ms | 1 samples |" in table and "already loaded | 50 ms | 1 samples |" in table
+
+
+def test_cross_host_table_pairs_the_two_paths_within_a_round() -> None:
+    rows = [
+        row("one-host", 8, 0, 100.0, 200.0, scenario="cross-host", itl_p50_ms=50.0),
+        row("cross-host", 8, 0, 90.0, 220.0, scenario="cross-host", itl_p50_ms=55.0),
+    ]
+    table = report.cross_host_table(rows)
+    assert "| 8 | 100.0 | 90.0 | 0.90x | 200 / 220 ms | 50.0 / 55.0 ms |" in table
