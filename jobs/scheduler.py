@@ -189,33 +189,21 @@ class Scheduler:
         if saved is None:
             self.event(job_id, "info", "Fine-tuning job started")
         else:
-            self._restore_progress(job_id, context, saved)
-            self.event(job_id, "info", f"Fine-tuning job resumed from step {saved.step}")
+            self._resumed(job_id, context, saved)
         spec = msgspec.structs.replace(spec, resume_from=saved)
         while True:
             try:
                 result = await self._attempt(job_id, context, spec)
-            except TrainerLost as exc:
-                if self._stopped(job_id) is None:
+            except Exception as exc:
+                if self._stopped(job_id) is not None or isinstance(exc, (TrainingCancelled, TrainingPaused)):
+                    self._finish_stopped(job_id)
+                elif isinstance(exc, TrainerLost):
                     resumed = await self._after_lost_trainer(job_id, context, spec, exc)
                     if resumed is not None:
                         spec = resumed
                         continue
-                    return
-                self._finish_stopped(job_id)
-                return
-            except (TrainingCancelled, TrainingPaused):
-                self._finish_stopped(job_id)
-                return
-            except PlatformError as exc:
-                if self._stopped(job_id) is not None:
-                    self._finish_stopped(job_id)
-                else:
+                elif isinstance(exc, PlatformError):
                     self._fail(job_id, exc.code or "trainer_failed", f"Training failed: {exc.message}")
-                return
-            except Exception as exc:
-                if self._stopped(job_id) is not None:
-                    self._finish_stopped(job_id)
                 else:
                     self._fail(job_id, "trainer_failed", f"Training failed: {_short(exc)}")
                 return
@@ -267,14 +255,13 @@ class Scheduler:
         where = f"resuming from step {saved.step}" if saved else "starting again from the beginning (no state saved yet)"
         self.event(job_id, "warn", f"{lost.message}; {where}, try {lost_runs + 1} of {self.max_attempts}")
         if saved is not None:
-            self._restore_progress(job_id, context, saved)
-            self.event(job_id, "info", f"Fine-tuning job resumed from step {saved.step}")
+            self._resumed(job_id, context, saved)
         return msgspec.structs.replace(spec, resume_from=saved)
 
-    def _restore_progress(self, job_id: str, context: JobContext, saved: StateManifest) -> None:
+    def _resumed(self, job_id: str, context: JobContext, saved: StateManifest) -> None:
         """Before a run resumes from `saved`: records the checkpoints it knows of whose reports were lost with their
-        trainer, and notes the last step with metrics, so the steps the resumed run goes over again are not
-        reported twice."""
+        trainer, notes the last step with metrics, so the steps the resumed run goes over again are not reported
+        twice, and says so in the job's events."""
         for checkpoint in saved.checkpoints:
             report = CheckpointReport(
                 checkpoint.step, checkpoint.epoch, checkpoint.path, checkpoint.metrics, checkpoint.digest
@@ -283,6 +270,7 @@ class Scheduler:
         recent = self.store.list_events(job_id, after=None, limit=1000).items  # newest first
         reported = next((event.data["step"] for event in recent if event.type == "metrics" and event.data), 0)
         self._last_metrics_step[job_id] = max(self._last_metrics_step.get(job_id, 0), saved.step, int(reported))
+        self.event(job_id, "info", f"Fine-tuning job resumed from step {saved.step}")
 
     async def _record_progress(self, job_id: str, context: JobContext, run: TrainingRun, started: float) -> None:
         for report in await run.drain():
