@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Self, cast
+from typing import Self
 
 import openai
 import pytest
@@ -19,6 +19,7 @@ import pytest
 from tests.cluster.hosts import Host, Network, namespaces_allowed
 from tests.cluster.platform import Cluster, make_secrets, stores
 from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.jobs import messages, metric_steps, wait_done
 from tests.e2e.test_fine_tuning import ANSWER, CODE, ask, training_file
 
 pytestmark = [
@@ -26,7 +27,6 @@ pytestmark = [
     pytest.mark.skipif(not namespaces_allowed(), reason="needs root and network namespaces (ip netns)"),
 ]
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 TRAINED: dict[str, str] = {}  # the first test's model, which knows the code
 
 
@@ -43,14 +43,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def sdk(cluster: Cluster) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="unused", max_retries=2, timeout=300)
-
-
-def wait_done(client: openai.OpenAI, job_id: str, timeout_s: float = 900) -> str:
-    deadline = time.monotonic() + timeout_s
-    while (status := client.fine_tuning.jobs.retrieve(job_id).status) not in TERMINAL:
-        assert time.monotonic() < deadline, f"job {job_id} still {status} after {timeout_s}s"
-        time.sleep(1)
-    return status
 
 
 class Every:
@@ -120,15 +112,6 @@ def test_the_loop_across_hosts(cluster: Cluster) -> None:
     assert adapters_on_head, "the engine on the head loads the adapter from its cache"
     assert all("cache/adapters" in str(path) for path in adapters_on_head), adapters_on_head  # only via the store
     assert files_under(cluster.workers[0].data_dir / "fine_tuning", "adapter_model.safetensors")
-
-
-def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
-    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
-    return [int(cast(dict, event.data)["step"]) for event in events if event.type == "metrics" and event.data]
-
-
-def messages(client: openai.OpenAI, job_id: str) -> list[str]:
-    return [event.message for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=200).data)]
 
 
 class ChatWatch(Every):

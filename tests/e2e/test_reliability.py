@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import httpx
 import openai
@@ -22,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.adapters import build_random_adapter
 from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.jobs import messages, metric_steps
 from tests.e2e.platform import Platform
 from tests.e2e.test_fine_tuning import training_file
 
@@ -171,23 +171,18 @@ def start_resumable_job(client: openai.OpenAI) -> str:
     return job.id
 
 
-def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
-    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
-    return [int(cast(dict, event.data)["step"]) for event in events if event.type == "metrics" and event.data]
-
-
 def assert_resumed_once(client: openai.OpenAI, job_id: str) -> list[str]:
     """The job succeeded exactly once, after resuming from a saved state, with one checkpoint per epoch."""
     job = client.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "succeeded" and job.fine_tuned_model, job.error
-    messages = [event.message for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=200).data)]
-    assert messages.count("The job has successfully completed") == 1
-    resumed = [message for message in messages if message.startswith("Fine-tuning job resumed from step ")]
-    assert resumed and int(resumed[-1].rsplit(" ", 1)[1]) >= 6, messages
+    log = messages(client, job_id)
+    assert log.count("The job has successfully completed") == 1
+    resumed = [message for message in log if message.startswith("Fine-tuning job resumed from step ")]
+    assert resumed and int(resumed[-1].rsplit(" ", 1)[1]) >= 6, log
     steps = sorted(c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id).data)
     assert steps == [6, 12, 18]
     assert sorted(metric_steps(client, job_id)) == list(range(1, 19))  # each step reported once
-    return messages
+    return log
 
 
 def test_a_killed_trainer_resumes_its_job_from_the_last_state(guarded: Platform) -> None:
@@ -198,8 +193,8 @@ def test_a_killed_trainer_resumes_its_job_from_the_last_state(guarded: Platform)
     for proc in trainers:
         proc.send_signal(signal.SIGKILL)
     wait_until(lambda: alice.fine_tuning.jobs.retrieve(job_id).status not in ACTIVE, 900, "the job ends")
-    messages = assert_resumed_once(alice, job_id)
-    assert any("The trainer was lost" in message and "try 2 of 3" in message for message in messages), messages
+    log = assert_resumed_once(alice, job_id)
+    assert any("The trainer was lost" in message and "try 2 of 3" in message for message in log), log
 
 
 def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
@@ -231,8 +226,8 @@ def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     assert guarded.wait_gone() == []
     guarded.start()
     wait_until(lambda: alice.fine_tuning.jobs.retrieve(job_id).status not in ACTIVE, 900, "the job ends")
-    messages = assert_resumed_once(alice, job_id)
-    assert any(message.startswith("The platform restarted while this job was training") for message in messages)
+    log = assert_resumed_once(alice, job_id)
+    assert any(message.startswith("The platform restarted while this job was training") for message in log)
     assert alice.files.content(uploaded.id).content == json.dumps({"text": "x"}).encode()
     assert "kept-lora" in {m.id for m in alice.models.list().data}
     print(f"\nSIGTERM to exit: {drained_s:.1f}s; in-flight request: {sorted(outcome)}")

@@ -10,7 +10,6 @@ import io
 import signal
 import time
 from collections.abc import Iterator
-from typing import cast
 
 import boto3
 import openai
@@ -18,6 +17,7 @@ import pytest
 from openai.types.fine_tuning.job_create_params import Hyperparameters
 
 from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.jobs import messages, metric_steps, wait_done
 from tests.e2e.platform import Platform
 from tests.e2e.test_fine_tuning import ANSWER, CODE, ask, training_file
 from tests.servers import new_database, s3_server
@@ -70,16 +70,6 @@ def sdk(platform: Platform) -> openai.OpenAI:
 def stored_keys(s3: str) -> list[str]:
     pages = boto3.client("s3", endpoint_url=s3, **_boto_credentials()).get_paginator("list_objects_v2")
     return [item["Key"] for page in pages.paginate(Bucket=BUCKET, Prefix=PREFIX) for item in page.get("Contents", [])]
-
-
-def wait_done(client: openai.OpenAI, job_id: str, timeout_s: float = 900) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = client.fine_tuning.jobs.retrieve(job_id).status
-        if status in ("succeeded", "failed", "cancelled"):
-            return status
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} did not finish in {timeout_s}s")
 
 
 def test_the_fine_tune_loop_keeps_nothing_on_the_node(scaled: Platform, s3: str) -> None:
@@ -148,15 +138,6 @@ def start_job_past(client: openai.OpenAI, step: int) -> str:
         assert time.monotonic() < deadline, f"job {job.id} did not reach step {step}"
         time.sleep(0.5)
     return job.id
-
-
-def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
-    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
-    return [int(cast(dict, event.data)["step"]) for event in events if event.type == "metrics" and event.data]
-
-
-def messages(client: openai.OpenAI, job_id: str) -> list[str]:
-    return [event.message for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=200).data)]
 
 
 def trainers_settle_at(platform: Platform, count: int, timeout_s: float = 60) -> None:
