@@ -20,27 +20,19 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
-from engines.adapters import Adapter
 from engines.core.errors import PlatformError
 from jobs.datasets import load_examples
 from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
-from jobs.files import FileService, new_id
+from jobs.files import FileService
 from jobs.hyperparameters import resolve_hyperparameters
+from jobs.journal import JobJournal
 from jobs.progress import CheckpointReport, MetricsReport, TrainerLauncher, TrainingRun
 from jobs.records import (
-    UNFINISHED_STATUSES,
-    CheckpointMetrics,
-    EventKind,
-    EventLevel,
     FineTuningJob,
-    JobCheckpoint,
-    JobEvent,
 )
-from jobs.records import JobError as JobErrorRecord
-from jobs.results import metrics_csv
 from jobs.store import Store
 from jobs.trainer import TrainingResult, TrainingSpec
-from jobs.training_state import StateManifest, delete_states, latest_state
+from jobs.training_state import latest_state
 
 log = structlog.get_logger("jobs.scheduler")
 
@@ -76,6 +68,7 @@ class Scheduler:
     ) -> None:
         self.store = store
         self.files = files
+        self.journal = JobJournal(store, files)
         self.artifacts = files.artifacts
         self.launcher = launcher
         self.max_attempts = max_attempts
@@ -89,7 +82,6 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task] = {}
         self._cancel_requested: set[str] = set()
         self._pause_requested: set[str] = set()
-        self._last_metrics_step: dict[str, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -128,17 +120,17 @@ class Scheduler:
             raise
         except Exception as exc:  # never leave a job running
             log.error("job_crashed", exc_info=exc)
-            self._fail(job_id, "internal_error", f"The job failed unexpectedly: {exc}")
+            self.journal.failed(job_id, "internal_error", f"The job failed unexpectedly: {exc}")
         finally:
             if self._tasks.get(job_id) is asyncio.current_task():
                 self._tasks.pop(job_id)
                 self._cancel_requested.discard(job_id)
                 self._pause_requested.discard(job_id)
-                self._last_metrics_step.pop(job_id, None)
+                self.journal.forget(job_id)
 
     async def _validate(self, job_id: str, context: JobContext) -> TrainingSpec | None:
-        job = self._job(job_id)
-        self.event(job_id, "info", f"Validating training file: {job.training_file}")
+        job = self.journal.job(job_id)
+        self.journal.event(job_id, "info", f"Validating training file: {job.training_file}")
         try:
             train, valid = await asyncio.to_thread(self._load, job, context.owner)
             resolved, warnings = resolve_hyperparameters(
@@ -148,18 +140,18 @@ class Scheduler:
                 has_cuda=self.has_gpu,
             )
         except PlatformError as exc:
-            self._fail(job_id, exc.code or "invalid_training_file", exc.message, exc.param)
+            self.journal.failed(job_id, exc.code or "invalid_training_file", exc.message, exc.param)
             return None
         for warning in warnings:
-            self.event(job_id, "warn", warning)
-        job = self._job(job_id)
+            self.journal.event(job_id, "warn", warning)
+        job = self.journal.job(job_id)
         job.hyperparameters = msgspec.convert(resolved.openai_view(), type(job.hyperparameters))
         if job.method is not None and job.method.supervised is not None:
             job.method.supervised.hyperparameters = resolved.openai_view()
         job.status = "queued"
-        if self._cancelled(job_id) or not self.store.save_job(job, expect=("validating_files",)):
+        validated = f"Files validated ({len(train)} examples), moving job to queued state"
+        if self._cancelled(job_id) or not self.journal.change(job, expect=("validating_files",), message=validated):
             return None
-        self.event(job_id, "info", f"Files validated ({len(train)} examples), moving job to queued state")
         return TrainingSpec(
             base_model_path=self.base_model_path,
             output_dir=context.output_dir,
@@ -182,30 +174,31 @@ class Scheduler:
 
     async def _train(self, job_id: str, context: JobContext, spec: TrainingSpec) -> None:
         saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
-        job = self._job(job_id)
+        job = self.journal.job(job_id)
         job.status = "running"
-        if not self.store.save_job(job, expect=("queued",)):
-            return
         if saved is None:
-            self.event(job_id, "info", "Fine-tuning job started")
+            if not self.journal.change(job, expect=("queued",), message="Fine-tuning job started"):
+                return
+        elif self.store.save_job(job, expect=("queued",)):
+            self.journal.resumed(job_id, context.fine_tuned_model, saved)
         else:
-            self._resumed(job_id, context, saved)
+            return
         spec = msgspec.structs.replace(spec, resume_from=saved)
         while True:
             try:
                 result = await self._attempt(job_id, context, spec)
             except Exception as exc:
                 if self._stopped(job_id) is not None or isinstance(exc, (TrainingCancelled, TrainingPaused)):
-                    self._finish_stopped(job_id)
+                    await self._finish_stopped(job_id)
                 elif isinstance(exc, TrainerLost):
                     resumed = await self._after_lost_trainer(job_id, context, spec, exc)
                     if resumed is not None:
                         spec = resumed
                         continue
                 elif isinstance(exc, PlatformError):
-                    self._fail(job_id, exc.code or "trainer_failed", f"Training failed: {exc.message}")
+                    self.journal.failed(job_id, exc.code or "trainer_failed", f"Training failed: {exc.message}")
                 else:
-                    self._fail(job_id, "trainer_failed", f"Training failed: {_short(exc)}")
+                    self.journal.failed(job_id, "trainer_failed", f"Training failed: {_short(exc)}")
                 return
             await self._succeed(job_id, context, result)
             return
@@ -245,7 +238,7 @@ class Scheduler:
         lost_runs = current.lost_runs + 1
         self.store.save_context(job_id, msgspec.json.encode(msgspec.structs.replace(current, lost_runs=lost_runs)))
         if lost_runs >= self.max_attempts:
-            self._fail(
+            self.journal.failed(
                 job_id,
                 "trainer_failed",
                 f"Training failed: the trainer was lost {lost_runs} times (last: {lost.message}).",
@@ -253,113 +246,31 @@ class Scheduler:
             return None
         saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
         where = f"resuming from step {saved.step}" if saved else "starting again from the beginning (no state saved yet)"
-        self.event(job_id, "warn", f"{lost.message}; {where}, try {lost_runs + 1} of {self.max_attempts}")
+        self.journal.event(job_id, "warn", f"{lost.message}; {where}, try {lost_runs + 1} of {self.max_attempts}")
         if saved is not None:
-            self._resumed(job_id, context, saved)
+            self.journal.resumed(job_id, context.fine_tuned_model, saved)
         return msgspec.structs.replace(spec, resume_from=saved)
-
-    def _resumed(self, job_id: str, context: JobContext, saved: StateManifest) -> None:
-        """Before a run resumes from `saved`: records the checkpoints it knows of whose reports were lost with their
-        trainer, notes the last step with metrics, so the steps the resumed run goes over again are not reported
-        twice, and says so in the job's events."""
-        for checkpoint in saved.checkpoints:
-            report = CheckpointReport(
-                checkpoint.step, checkpoint.epoch, checkpoint.path, checkpoint.metrics, checkpoint.digest
-            )
-            self._checkpoint(job_id, context, report)
-        recent = self.store.list_events(job_id, after=None, limit=1000).items  # newest first
-        reported = next((event.data["step"] for event in recent if event.type == "metrics" and event.data), 0)
-        self._last_metrics_step[job_id] = max(self._last_metrics_step.get(job_id, 0), saved.step, int(reported))
-        self.event(job_id, "info", f"Fine-tuning job resumed from step {saved.step}")
 
     async def _record_progress(self, job_id: str, context: JobContext, run: TrainingRun, started: float) -> None:
         for report in await run.drain():
             if isinstance(report, MetricsReport):
-                self._metrics_event(job_id, report, started)
+                self.journal.metrics(job_id, report, started)
             elif isinstance(report, CheckpointReport):
-                self._checkpoint(job_id, context, report)
+                self.journal.checkpoint(job_id, context.fine_tuned_model, report)
             else:
-                self.event(job_id, report.level, report.text)
-
-    def _metrics_event(self, job_id: str, report: MetricsReport, started: float) -> None:
-        row, total = report.row, report.total_steps
-        if row.step <= self._last_metrics_step.get(job_id, 0):
-            return  # a resumed run going over steps a lost run already reported
-        self._last_metrics_step[job_id] = row.step
-        message = f"Step {row.step}/{total}: training loss={row.train_loss:.4f}"
-        if row.valid_loss is not None:
-            message += f", validation loss={row.valid_loss:.4f}"
-        self.event(job_id, "info", message, data=row.event_data(total), kind="metrics")
-        if 0 < row.step < total:
-            job = self._job(job_id)
-            job.estimated_finish = int(started + (time.time() - started) * total / row.step)
-            self.store.save_job(job, expect=("running",))
-
-    def _checkpoint(self, job_id: str, context: JobContext, report: CheckpointReport) -> None:
-        if any(ckpt.step_number == report.step for ckpt, _, _ in self.store.checkpoint_adapters(job_id)):
-            return  # a resumed run saving again a checkpoint a lost run had made
-        metrics = report.metrics.checkpoint_metrics() if report.metrics else CheckpointMetrics(step=report.step)
-        checkpoint = JobCheckpoint(
-            id=new_id("ftckpt"),
-            created_at=int(time.time()),
-            fine_tuned_model_checkpoint=f"{context.fine_tuned_model}:ckpt-step-{report.step}",
-            fine_tuning_job_id=job_id,
-            metrics=metrics,
-            step_number=report.step,
-        )
-        self.store.add_checkpoint(checkpoint, path=report.path, digest=report.digest)
+                self.journal.event(job_id, report.level, report.text)
 
     async def _succeed(self, job_id: str, context: JobContext, result: TrainingResult) -> None:
-        job = self._job(job_id)
-        results = self.files.store_result(
-            owner=context.owner, filename="step_metrics.csv", content=metrics_csv(result.step_metrics)
+        published = await asyncio.to_thread(
+            self.journal.succeeded, job_id, owner=context.owner, fine_tuned_model=context.fine_tuned_model, result=result
         )
-        adapter = Adapter(
-            name=context.fine_tuned_model,
-            path=result.adapter_path,
-            parent=job.model,
-            owner=context.owner,
-            created=int(time.time()),
-            job_id=job_id,
-            digest=result.adapter_digest,
-        )
-        checkpoints = [
-            Adapter(
-                name=ckpt.fine_tuned_model_checkpoint,
-                path=path,
-                parent=job.model,
-                owner=context.owner,
-                created=ckpt.created_at,
-                job_id=job_id,
-                digest=digest,
-            )
-            for ckpt, path, digest in self.store.checkpoint_adapters(job_id)
-        ]
-        job.fine_tuned_model = context.fine_tuned_model
-        job.trained_tokens = result.trained_tokens
-        job.result_files = [results.id]
-        job.status = "succeeded"
-        job.finished_at = int(time.time())
-        job.estimated_finish = None
-        if not self.store.publish_job(job, [adapter, *checkpoints]):
-            # Cancelled after the trainer's last check: the cancel was answered first, so it wins.
-            self.files.delete(results.id, owner=context.owner)
-            self._finish_cancelled(job_id)
+        if not published:
+            self.journal.cancelled(job_id)
             return
-        self.discard_states(job_id)
         for listener in self.on_models_published:
             listener()
         if context.copy_to:
             await asyncio.to_thread(shutil.copytree, result.adapter_path, context.copy_to, dirs_exist_ok=True)
-        self.event(
-            job_id,
-            "info",
-            f"Trained {result.trained_tokens} tokens in {result.steps} steps at {result.tokens_per_second:.1f} tokens/s",
-            data={"trained_tokens": result.trained_tokens, "tokens_per_second": round(result.tokens_per_second, 2)},
-        )
-        self.event(job_id, "info", f"New fine-tuned model created: {context.fine_tuned_model}")
-        self.event(job_id, "info", "The job has successfully completed")
-        log.info("job_succeeded", model=context.fine_tuned_model, tokens_per_second=round(result.tokens_per_second, 1))
 
     # --- state changes -------------------------------------------------------------------------------
 
@@ -368,71 +279,20 @@ class Scheduler:
 
     def _stopped(self, job_id: str) -> Literal["cancelled", "paused"] | None:
         """Whether the API stopped the job, which then must not train (on)."""
-        status = self._job(job_id).status
+        status = self.journal.job(job_id).status
         if job_id in self._cancel_requested or status == "cancelled":
             return "cancelled"
         if job_id in self._pause_requested or status == "paused":
             return "paused"
         return None
 
-    def _finish_stopped(self, job_id: str) -> None:
+    async def _finish_stopped(self, job_id: str) -> None:
         if self._stopped(job_id) == "paused":
-            saved = latest_state(self.artifacts, job_id)
+            saved = await asyncio.to_thread(latest_state, self.artifacts, job_id)
             where = f"at step {saved.step}" if saved else "before its first saved state"
-            self.event(job_id, "info", f"Training paused {where}; resume the job to continue from there")
+            self.journal.event(job_id, "info", f"Training paused {where}; resume the job to continue from there")
         else:
-            self._finish_cancelled(job_id)
-
-    def _finish_cancelled(self, job_id: str) -> None:
-        job = self._job(job_id)
-        if job.status != "cancelled":
-            job.status = "cancelled"
-            job.finished_at = int(time.time())
-            job.estimated_finish = None
-            self.store.save_job(job, expect=UNFINISHED_STATUSES)
-        self.discard_states(job_id)
-        self.event(job_id, "info", "Training stopped; the job was cancelled and no model was published")
-
-    def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
-        job = self._job(job_id)
-        if job.status in ("succeeded", "cancelled"):
-            return
-        job.status = "failed"
-        job.error = JobErrorRecord(code=code, message=message, param=param)
-        job.finished_at = int(time.time())
-        job.estimated_finish = None
-        if not self.store.save_job(job, expect=UNFINISHED_STATUSES):
-            return
-        self.discard_states(job_id)
-        self.event(job_id, "error", message)
-        log.warning("job_failed", code=code, message=message)
-
-    def discard_states(self, job_id: str) -> None:
-        """Removes the training states of a job that has ended; a store that fails here only leaves garbage."""
-        try:
-            delete_states(self.artifacts, job_id)
-        except Exception as exc:
-            log.warning("training_states_not_deleted", job_id=job_id, error=str(exc))
-
-    def event(
-        self,
-        job_id: str,
-        level: EventLevel,
-        message: str,
-        *,
-        data: dict[str, Any] | None = None,
-        kind: EventKind = "message",
-    ) -> None:
-        event = JobEvent(
-            id=new_id("ftevent"), created_at=int(time.time()), level=level, message=message, data=data, type=kind
-        )
-        self.store.add_event(job_id, event)
-        log.info("job_event", job_id=job_id, level=level, message=message)
-
-    def _job(self, job_id: str) -> FineTuningJob:
-        job = self.store.get_job(job_id)
-        assert job is not None, job_id
-        return job
+            self.journal.cancelled(job_id)
 
 
 def random_seed() -> int:

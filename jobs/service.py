@@ -80,6 +80,7 @@ class FineTuningService(JobQueries):
         super().__init__(store, base_model_id=base_model_id, data_roots=data_roots)
         self.files = files
         self.scheduler = scheduler
+        self.journal = scheduler.journal
         self.jobs_dir = jobs_dir
         self.max_lora_rank = max_lora_rank
 
@@ -138,7 +139,7 @@ class FineTuningService(JobQueries):
             copy_to=copy_to,
         )
         self.store.save_context(job_id, msgspec.json.encode(context))
-        self.scheduler.event(job_id, "info", f"Created fine-tuning job: {job_id}")
+        self.journal.event(job_id, "info", f"Created fine-tuning job: {job_id}")
         return job, context
 
     async def cancel(self, job_id: str, *, owner: str) -> FineTuningJob:
@@ -158,11 +159,10 @@ class FineTuningService(JobQueries):
         job.status = "cancelled"
         job.finished_at = int(time.time())
         job.estimated_finish = None
-        if not self.store.save_job(job, expect=UNFINISHED_STATUSES):
+        if not self.journal.change(job, expect=UNFINISHED_STATUSES, message="Job cancellation requested"):
             return self._cancel(job_id, owner)  # it finished meanwhile: answered from its final status
-        self.scheduler.event(job_id, "info", "Job cancellation requested")
         if was_paused:  # no run is left to clean up after it
-            self.scheduler.discard_states(job_id)
+            self.journal.discard_states(job_id)
         return job
 
     async def pause(self, job_id: str, *, owner: str) -> FineTuningJob:
@@ -181,9 +181,8 @@ class FineTuningService(JobQueries):
             )
         job.status = "paused"
         job.estimated_finish = None
-        if not self.store.save_job(job, expect=ACTIVE_STATUSES):
+        if not self.journal.change(job, expect=ACTIVE_STATUSES, message="Job pause requested"):
             return self._pause(job_id, owner)  # it moved on meanwhile: answered from its new status
-        self.scheduler.event(job_id, "info", "Job pause requested")
         return job
 
     async def resume(self, job_id: str, *, owner: str) -> FineTuningJob:
@@ -202,9 +201,9 @@ class FineTuningService(JobQueries):
                 code="invalid_state",
             )
         job.status = "validating_files"
-        if not self.store.save_job(job, expect=("paused",)):
+        resumed = "Job resumed; its files are validated again before it is queued"
+        if not self.journal.change(job, expect=("paused",), message=resumed):
             return self._resume(job_id, owner)
-        self.scheduler.event(job_id, "info", "Job resumed; its files are validated again before it is queued")
         return job, msgspec.json.decode(stored, type=JobContext)
 
     # --- recovery ------------------------------------------------------------------------------------
@@ -232,17 +231,15 @@ class FineTuningService(JobQueries):
             else:
                 message = "The platform restarted; the job is validated and queued again"
             job.status = "validating_files"
-            self.store.save_job(job, expect=ACTIVE_STATUSES)
-            self.scheduler.event(job.id, "info", message)
+            self.journal.change(job, expect=ACTIVE_STATUSES, message=message)
             self.scheduler.submit(job.id, context)
 
     def _fail_restarted(self, job: FineTuningJob, message: str) -> None:
         job.status = "failed"
         job.finished_at = int(time.time())
         job.error = JobErrorRecord(code="platform_restarted", message=message)
-        self.store.save_job(job, expect=ACTIVE_STATUSES)
-        self.scheduler.discard_states(job.id)
-        self.scheduler.event(job.id, "error", message)
+        self.journal.change(job, expect=ACTIVE_STATUSES, message=message, level="error")
+        self.journal.discard_states(job.id)
         log.warning("job_failed_by_restart", job_id=job.id)
 
     # --- helpers -------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ PostgreSQL (jobs.database), so they outlive any process."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -89,21 +89,26 @@ class Store:
                 (job.id, owner, job.status, msgspec.json.encode(job)),
             )
 
-    def save_job(self, job: FineTuningJob, *, expect: tuple[JobStatus, ...]) -> bool:
+    def save_job(self, job: FineTuningJob, *, expect: tuple[JobStatus, ...], events: Sequence[JobEvent] = ()) -> bool:
         """Writes `job` only while its stored status is one of `expect`, so a change made meanwhile by
-        someone else (a cancel) is never overwritten. Returns whether it was written."""
+        someone else (a cancel) is never overwritten. `events` are written with it, so a client that sees the
+        new status also sees the events that explain it. Returns whether it was written."""
         with self._transaction() as db:
-            return _update_job(db, job, expect)
+            if not _update_job(db, job, expect):
+                return False
+            _insert_events(db, job.id, events)
+            return True
 
-    def publish_job(self, job: FineTuningJob, models: list[Adapter]) -> bool:
-        """Writes the succeeded job and registers its models in one transaction, only while the job is unfinished
-        (a pause that came too late to stop the run does not hold it back): a cancel answered first wins, and
-        nothing is published."""
+    def publish_job(self, job: FineTuningJob, models: list[Adapter], events: Sequence[JobEvent]) -> bool:
+        """Writes the succeeded job, registers its models and adds its closing events in one transaction, only
+        while the job is unfinished (a pause that came too late to stop the run does not hold it back): a cancel
+        answered first wins, and nothing is published."""
         with self._transaction() as db:
             if not _update_job(db, job, UNFINISHED_STATUSES):
                 return False
             for model in models:
                 _insert_model(db, model)
+            _insert_events(db, job.id, events)
             return True
 
     def get_job(self, job_id: str, *, owner: str | None = None) -> FineTuningJob | None:
@@ -173,9 +178,7 @@ class Store:
 
     def add_event(self, job_id: str, event: JobEvent) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO events (id, job_id, body) VALUES (?, ?, ?)", (event.id, job_id, msgspec.json.encode(event))
-            )
+            _insert_events(db, job_id, [event])
 
     def list_events(self, job_id: str, *, after: str | None, limit: int) -> Page:
         return self._page(
@@ -245,6 +248,11 @@ def _update_job(db: Cursor, job: FineTuningJob, expect: tuple[JobStatus, ...]) -
         (job.status, msgspec.json.encode(job), job.id, *expect),
     )
     return changed == 1
+
+
+def _insert_events(db: Cursor, job_id: str, events: Sequence[JobEvent]) -> None:
+    for event in events:
+        db.execute("INSERT INTO events (id, job_id, body) VALUES (?, ?, ?)", (event.id, job_id, msgspec.json.encode(event)))
 
 
 def _insert_model(db: Cursor, model: Adapter) -> None:

@@ -37,6 +37,10 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
         store.database.close()
 
 
+def event(event_id: str, message: str) -> JobEvent:
+    return JobEvent(id=event_id, created_at=1, level="info", message=message)
+
+
 def job(job_id: str, status: JobStatus = "queued", metadata: dict[str, str] | None = None) -> FineTuningJob:
     return FineTuningJob(
         id=job_id,
@@ -102,10 +106,30 @@ def test_a_write_expecting_a_changed_status_is_refused(open_store: OpenStore) ->
     assert store.save_job(cancelled, expect=("running",))
     succeeded = job("ftjob-1", "succeeded")
     model = Adapter(name="ft:late", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1")
-    assert not store.publish_job(succeeded, [model])
+    late = event("evt-late", "The job has successfully completed")
+    assert not store.publish_job(succeeded, [model], [late])
+    assert not store.save_job(job("ftjob-1", "failed"), expect=("running",), events=[event("evt-x", "failed")])
     stored = store.get_job("ftjob-1")
     assert stored is not None and stored.status == "cancelled"
     assert store.list_models() == []
+    assert store.list_events("ftjob-1", after=None, limit=10).items == []
+
+
+def test_a_final_status_and_its_events_are_written_together(open_store: OpenStore) -> None:
+    """A client that sees `succeeded` sees the events that say so in the same read (they once came later)."""
+    store = open_store()
+    store.add_job(job("ftjob-1", "running"), owner="local")
+    model = Adapter(name="ft:m", path="/a", parent="base", owner="local", created=1, job_id="ftjob-1")
+    closing = [event("evt-1", "New fine-tuned model created: ft:m"), event("evt-2", "The job has successfully completed")]
+    assert store.publish_job(job("ftjob-1", "succeeded"), [model], closing)
+    reopened = open_store()
+    assert [e.message for e in reopened.list_events("ftjob-1", after=None, limit=10).items] == [
+        "The job has successfully completed",
+        "New fine-tuned model created: ft:m",
+    ]
+    store.add_job(job("ftjob-2", "running"), owner="local")
+    assert store.save_job(job("ftjob-2", "failed"), expect=("running",), events=[event("evt-3", "Training failed")])
+    assert [e.message for e in reopened.list_events("ftjob-2", after=None, limit=10).items] == ["Training failed"]
 
 
 def test_one_of_two_racing_writers_wins(open_store: OpenStore) -> None:
@@ -122,7 +146,7 @@ def test_one_of_two_racing_writers_wins(open_store: OpenStore) -> None:
 
     def publish() -> None:
         barrier.wait()
-        results["publish"] = second.publish_job(job("ftjob-1", "succeeded"), [model])
+        results["publish"] = second.publish_job(job("ftjob-1", "succeeded"), [model], [])
 
     threads = [threading.Thread(target=cancel), threading.Thread(target=publish)]
     for thread in threads:
