@@ -41,9 +41,20 @@ class ResourcePlan(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def max_parallel_jobs(self) -> int:
+        return self._jobs_fitting(self.training_cpus, self.training_gpus)
+
+    def parallel_jobs_on(self, cluster: Mapping[str, float]) -> int:
+        """How many jobs fit `cluster` as it is now, which on a cluster hosts join and leave: what is left once the
+        plan's engine replicas have their share, split as the plan splits it."""
+        cpus, gpus = float(cluster.get("CPU", 0.0)), float(cluster.get("GPU", 0.0))
+        training_gpus = gpus * self.training_gpus / self.cluster_gpus if self.cluster_gpus else 0.0
+        engine_cpus = self.engine_replicas * self.engine_cpus
+        return self._jobs_fitting(max(0.0, cpus - engine_cpus), training_gpus)
+
+    def _jobs_fitting(self, cpus: float, gpus: float) -> int:
         if self.trainer_gpus > 0:
-            return max(0, math.floor(self.training_gpus / self.trainer_gpus + 1e-9))
-        return max(0, math.floor(self.training_cpus / self.trainer_cpus + 1e-9))
+            return max(0, math.floor(gpus / self.trainer_gpus + 1e-9))
+        return max(0, math.floor(cpus / self.trainer_cpus + 1e-9))
 
 
 def plan_resources(

@@ -16,10 +16,11 @@ from engines import cpu_binding
 from engines.core.logs import configure_logging
 from engines.core.settings import Settings
 from engines.default_model import ensure_default_model
-from engines.resources import ResourcePlan, plan_resources
+from engines.resources import ResourceError, ResourcePlan, plan_resources
 from gateway.auth import KeyRing
 
 log = structlog.get_logger("gateway.bootstrap")
+CLUSTER_POLL_S = 5.0
 
 
 class LaunchError(RuntimeError):
@@ -65,7 +66,7 @@ def start_ray(settings: Settings) -> bool:
         ray.init(address=address, **kwargs)
         return False
     # Ray runs its workers at nice 15; the engine replica's vLLM processes would inherit that and lose
-    # the CPU to any ordinary process. Trainers lower their own priority instead (jobs/runner.py).
+    # the CPU to any ordinary process. Trainers lower their own priority instead (jobs/training_host.py).
     os.environ.setdefault("RAY_worker_niceness", "0")
     # An idle platform's periodic work (Serve's control loop at 10 Hz, Ray's metrics export) keeps waking
     # the CPU; on 2 cores a training script beside the idle platform made 67.2 tokens/s, 76.5 with these two.
@@ -97,13 +98,28 @@ def prepare(overrides: dict[str, str] | None = None) -> tuple[Settings, Resource
         log.warning("platform_open", message="API_KEYS is not set: anyone who can reach the port can use the platform")
     model_path = resolve_model(settings)
     start_ray(settings)
-    plan = plan_resources(
-        ray.cluster_resources(),
-        engine_replicas=settings.engine_replicas,
-        engine_cpus=settings.engine_cpus,
-        inference_gpu_fraction=settings.inference_gpu_fraction,
-        training_gpu_fraction=settings.training_gpu_fraction,
-    )
+    plan = plan_cluster(settings, wait_s=settings.cluster_wait_s if os.environ.get("RAY_ADDRESS") else 0)
     log.info("resource_plan", **{name: getattr(plan, name) for name in plan.__struct_fields__})
     created = int(Path(model_path).stat().st_mtime) if Path(model_path).exists() else int(time.time())
     return settings, plan, model_path, created
+
+
+def plan_cluster(settings: Settings, *, wait_s: float) -> ResourcePlan:
+    """The resource plan over the cluster as it is. A cluster this process joined may still be growing (the head
+    starts the platform while worker hosts are still joining), so a plan the cluster is too small for is tried again
+    for up to `wait_s` before its error stands."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return plan_resources(
+                ray.cluster_resources(),
+                engine_replicas=settings.engine_replicas,
+                engine_cpus=settings.engine_cpus,
+                inference_gpu_fraction=settings.inference_gpu_fraction,
+                training_gpu_fraction=settings.training_gpu_fraction,
+            )
+        except ResourceError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("waiting_for_hosts", reason=str(exc), seconds_left=round(deadline - time.monotonic()))
+            time.sleep(CLUSTER_POLL_S)

@@ -11,10 +11,11 @@ from engines.core.settings import Settings
 from engines.resources import ResourcePlan
 from jobs.files import FileService
 from jobs.progress import TrainerLauncher
-from jobs.runner import ArtifactLocation, RayTrainerLauncher, TrainingPlacement
+from jobs.runner import RayTrainerLauncher, TrainingPlacement, cluster_capacity
 from jobs.scheduler import Scheduler
 from jobs.service import FineTuningService
 from jobs.store import Store
+from jobs.training_host import ArtifactLocation
 
 
 class BaseModel(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,9 +40,7 @@ def build_fine_tuning(
     roots = [settings.data_path]
     threads = settings.training_threads or len(cpu_binding.node_cores())
     if launcher is None:
-        placement = TrainingPlacement(
-            cpus=plan.trainer_cpus, gpus=plan.trainer_gpus, parallel_jobs=plan.max_parallel_jobs, threads=threads
-        )
+        placement = TrainingPlacement(cpus=plan.trainer_cpus, gpus=plan.trainer_gpus, threads=threads)
         artifacts = ArtifactLocation(settings.artifact_store, str(settings.data_path))
         launcher = RayTrainerLauncher(placement, settings.log_level, artifacts)
     scheduler = Scheduler(
@@ -50,7 +49,7 @@ def build_fine_tuning(
         launcher,
         base_model_path=base.path,
         data_roots=roots,
-        parallel_jobs=plan.max_parallel_jobs,
+        capacity=cluster_capacity(plan),
         training_threads=threads,
         has_gpu=plan.trainer_gpus > 0,
         max_lora_rank=settings.max_lora_rank,

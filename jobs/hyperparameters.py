@@ -4,9 +4,12 @@ Resolution rules ("auto" or absent):
 - n_epochs: 3, but at least 100 and at most 25,000 example passes in total, and 1 to 25 epochs.
 - batch_size (examples per optimizer step): 0.2% of the examples, rounded half up, clamped to [1, 256].
 - learning_rate: 2e-4 x learning_rate_multiplier (auto multiplier = 1), unless `learning_rate` is given.
-- per-device batch and gradient accumulation: the fewest accumulation steps that keep the per-device batch within
-  `max_device_batch`, then the smallest per-device batch that covers batch_size; an explicit
-  `gradient_accumulation_steps` sets the per-device batch to ceil(batch_size / steps)."""
+- n_workers (an extension): 1, or the number of data-parallel workers (Ray Train), each on its own share of
+  every batch; batch_size must then be a multiple of it, so a run on several workers takes the same optimizer steps
+  as one on a single worker.
+- per-device batch and gradient accumulation, per worker: the fewest accumulation steps that keep the per-device
+  batch within `max_device_batch`, then the smallest per-device batch that covers the worker's share of batch_size;
+  an explicit `gradient_accumulation_steps` sets the per-device batch to ceil(share / steps)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ class ResolvedHyperparameters(msgspec.Struct, frozen=True):
     max_seq_length: int
     fp16: bool
     gradient_checkpointing: bool
+    n_workers: int = 1
 
     def openai_view(self) -> dict[str, Any]:
         """The resolved values as OpenAI's job object shows them."""
@@ -90,6 +94,7 @@ class _Checked(msgspec.Struct):
     max_seq_length: int = 512
     fp16: bool = False
     gradient_checkpointing: bool = False
+    n_workers: int = 1
 
 
 _CHECKS: dict[str, Any] = {
@@ -107,6 +112,7 @@ _CHECKS: dict[str, Any] = {
     "max_seq_length": lambda n, v: _integer(n, v, 16, 32768),
     "fp16": _boolean,
     "gradient_checkpointing": _boolean,
+    "n_workers": lambda n, v: _integer(n, v, 1, 64),
 }
 
 
@@ -164,12 +170,16 @@ def resolve_hyperparameters(
         raise ValueError("n_examples must be at least 1")
     checked = _check(raw, max_lora_rank)
     warnings: list[str] = []
-    batch_size = checked.batch_size or auto_batch_size(n_examples)
+    workers = checked.n_workers
+    batch_size = checked.batch_size or math.ceil(auto_batch_size(n_examples) / workers) * workers
+    if batch_size % workers:
+        raise _error("n_workers", f"must divide batch_size ({batch_size}): each worker takes an equal share of a batch")
+    share = batch_size // workers
     if checked.gradient_accumulation_steps is not None:
         accumulation = checked.gradient_accumulation_steps
     else:
-        accumulation = math.ceil(batch_size / max_device_batch)
-    per_device = math.ceil(batch_size / accumulation)
+        accumulation = math.ceil(share / max_device_batch)
+    per_device = math.ceil(share / accumulation)
     if checked.learning_rate is not None:
         learning_rate = float(checked.learning_rate)
         if checked.learning_rate_multiplier is not None:
@@ -194,5 +204,6 @@ def resolve_hyperparameters(
         max_seq_length=checked.max_seq_length,
         fp16=fp16,
         gradient_checkpointing=checked.gradient_checkpointing,
+        n_workers=workers,
     )
     return resolved, warnings

@@ -77,6 +77,10 @@ class BufferedReporter:
     def should_pause(self) -> bool:
         return self.paused.is_set()
 
+    def extend(self, reports: list[Progress]) -> None:
+        """Progress a run elsewhere reported (a data-parallel run's rank 0), in its order."""
+        self._reports.extend(reports)
+
     def drain(self) -> list[Progress]:
         reports = []
         while self._reports:

@@ -30,6 +30,7 @@ from jobs.progress import CheckpointReport, MetricsReport, TrainerLauncher, Trai
 from jobs.records import (
     FineTuningJob,
 )
+from jobs.slots import TrainingSlots
 from jobs.store import Store
 from jobs.trainer import TrainingResult, TrainingSpec
 from jobs.training_state import latest_state
@@ -60,7 +61,7 @@ class Scheduler:
         *,
         base_model_path: str,
         data_roots: list[Path],
-        parallel_jobs: int,
+        capacity: Callable[[], int],
         training_threads: int,
         has_gpu: bool,
         max_lora_rank: int,
@@ -78,7 +79,7 @@ class Scheduler:
         self.has_gpu = has_gpu
         self.max_lora_rank = max_lora_rank
         self.on_models_published: list[Callable[[], None]] = []
-        self._slots = asyncio.Semaphore(max(1, parallel_jobs))
+        self._slots = TrainingSlots(capacity)
         self._tasks: dict[str, asyncio.Task] = {}
         self._cancel_requested: set[str] = set()
         self._pause_requested: set[str] = set()
@@ -112,7 +113,7 @@ class Scheduler:
             spec = await self._validate(job_id, context)
             if spec is None:
                 return
-            async with self._slots:
+            async with self._slots.hold(spec.hyperparameters.n_workers):
                 if self._cancelled(job_id):
                     return
                 await self._train(job_id, context, spec)

@@ -123,17 +123,21 @@ class _Progress(TrainerCallback):
         if state.global_step:
             self.reporter.message("info", f"Training resumed from step {state.global_step} of {state.max_steps}")
         else:
-            self.reporter.message("info", f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epochs")
+            workers = f" on {args.world_size} data-parallel workers" if args.world_size > 1 else ""
+            self.reporter.message(
+                "info", f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epochs{workers}"
+            )
 
     def on_step_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         steps_per_epoch = max(1, state.max_steps // math.ceil(args.num_train_epochs))
         if state.global_step % steps_per_epoch == 0 or state.global_step >= state.max_steps:
             control.should_log = True
             control.should_evaluate = control.should_evaluate or self.has_validation
-        if self.reporter.should_cancel():
+        cancel, pause = stop_requests(self.reporter)
+        if cancel:
             self.cancelled = True
             control.should_training_stop = True
-        elif self.reporter.should_pause() and state.global_step < state.max_steps:
+        elif pause and state.global_step < state.max_steps:
             self.paused = True
             control.should_save = True
             control.should_training_stop = True
@@ -163,7 +167,7 @@ class _Progress(TrainerCallback):
         control.should_save = True
 
     def on_save(self, args: Args, state: TrainerState, control: TrainerControl, model: PeftModel, **kwargs: Any) -> None:
-        if self.cancelled:
+        if self.cancelled or not state.is_world_process_zero:  # of a data-parallel run, rank 0 keeps what is saved
             return
         step = state.global_step
         if self.checkpoint_due:
@@ -177,6 +181,19 @@ class _Progress(TrainerCallback):
             self.saved_step = step
             state_dir = os.path.join(args.output_dir, f"checkpoint-{step}")
             self.reporter.save_state(step, self.epoch, state_dir, self.rows, self.checkpoints)
+
+
+def stop_requests(reporter: Reporter) -> tuple[bool, bool]:
+    """Whether to cancel, and whether to pause. On a data-parallel run rank 0's reporter decides for every rank, so
+    all stop at the same step: a rank that stopped alone would leave the others waiting in their next all-reduce."""
+    requests = (reporter.should_cancel(), reporter.should_pause())
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return requests
+    device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    shared = torch.tensor([int(flag) for flag in requests], device=device)
+    torch.distributed.broadcast(shared, src=0)
+    cancel, pause = (bool(flag) for flag in shared.tolist())
+    return cancel, pause
 
 
 def _dataset(examples: list[TokenizedExample]) -> Dataset:
@@ -227,9 +244,10 @@ def run_training(spec: TrainingSpec, reporter: Reporter, resume_dir: str | None 
     dropped = len(spec.train_examples) - len(train)
     if dropped:
         reporter.message("warning", f"{dropped} training examples have no token to learn within max_seq_length")
-    if reporter.should_cancel():
+    cancel, pause = stop_requests(reporter)
+    if cancel:
         raise TrainingCancelled("Training was cancelled before it started")
-    if reporter.should_pause():
+    if pause:
         raise TrainingPaused("Training was paused before it started")
 
     model = AutoModelForCausalLM.from_pretrained(spec.base_model_path, dtype=torch.float32)

@@ -217,6 +217,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "(30% of memory, capped by /dev/shm)."
         ),
     ] = 0
+    cluster_wait_s: Annotated[
+        int,
+        msgspec.Meta(ge=0),
+        msgspec.Meta(
+            description="On a Ray cluster the platform joins (`RAY_ADDRESS`): how long it waits at start for hosts to "
+            "join until the cluster has room for `ENGINE_REPLICAS`, before it gives up."
+        ),
+    ] = 600
     training_max_attempts: Annotated[
         int,
         msgspec.Meta(ge=1),

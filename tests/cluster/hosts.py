@@ -166,6 +166,17 @@ class Host:
                 names.append(" ".join(psutil.Process(pid).cmdline()) or psutil.Process(pid).name())
         return names
 
+    def cpu_seconds(self, *names: str) -> float:
+        """CPU time used so far by this host's processes whose command line contains one of `names`."""
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                if any(name in " ".join(process.cmdline()) for name in names):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+        return total
+
     def remove(self) -> None:
         self.kill_all()
         with contextlib.suppress(subprocess.CalledProcessError):

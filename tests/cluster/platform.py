@@ -5,12 +5,15 @@ the names and ports compose.yaml uses (`postgres:5432`, `s3:9000`)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +50,8 @@ class Cluster:
         self.head: Host = network.add_host("head", root)
         self.workers: list[Host] = []
         self.head_node: subprocess.Popen[bytes] | None = None
+        self.s3_requests = S3Requests()
+        """Set by the tests to the S3 store's access log."""
 
     @property
     def url(self) -> str:
@@ -117,8 +122,31 @@ class Cluster:
             time.sleep(3)
 
 
+class S3Requests(logging.Handler):
+    """The requests the S3 store answered, as (client address, method, path), from its access log: which host
+    fetched what."""
+
+    LINE = re.compile(r'^(\S+) - - \[[^\]]*\] "(\w+) (\S+) HTTP')
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if match := self.LINE.match(record.getMessage()):
+            self.seen.append((match[1], match[2], match[3].split("?")[0]))
+
+    def adapter_downloads(self) -> Counter[tuple[str, str]]:
+        """How often each host fetched each adapter's manifest, which an engine host's cache does once per download."""
+        downloads: Counter[tuple[str, str]] = Counter()
+        for client, method, path in self.seen:
+            if method == "GET" and (match := re.search(r"/adapters/([0-9a-f]{64})/manifest\.json$", path)):
+                downloads[(client, match[1])] += 1
+        return downloads
+
+
 @contextlib.contextmanager
-def stores(network: Network) -> Iterator[None]:
+def stores(network: Network) -> Iterator[S3Requests]:
     """PostgreSQL at `postgres:5432` and S3 at `s3:9000` on the bridge, as compose.yaml names them, with the
     database and bucket its services make."""
     subnet = f"{network.prefix}.0/24"
@@ -134,7 +162,14 @@ def stores(network: Network) -> Iterator[None]:
             region_name="us-east-1",
         )
         client.create_bucket(Bucket="platform")
-        yield
+        requests = S3Requests()
+        access_log = logging.getLogger("werkzeug")  # moto's server logs each request there
+        access_log.setLevel(logging.INFO)
+        access_log.addHandler(requests)
+        try:
+            yield requests
+        finally:
+            access_log.removeHandler(requests)
 
 
 def make_secrets(folder: Path) -> Path:

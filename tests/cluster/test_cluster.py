@@ -1,8 +1,11 @@
-"""The platform on a Ray cluster of two hosts that share no disk (network namespaces on this machine), started as
-compose.yaml starts them, with the metadata in PostgreSQL and the artifacts in S3 on the bridge.
+"""The platform on a Ray cluster of hosts that share no disk (network namespaces on this machine), started as
+compose.yaml starts them, with the metadata in PostgreSQL and the artifacts in S3 on the bridge. The tests run in
+order on one cluster, which changes as a real one does: a worker host is lost and another joins, the head restarts
+with a second engine replica, two more worker hosts join for parallel jobs.
 
 The head offers Ray one CPU (`NODE_CPUS=1`): the engine replica, placed while the head is alone, takes it, so a
-trainer can only run on a worker host."""
+trainer can only run on a worker host. Later workers offer one CPU each, so where each replica and trainer goes is
+forced by resources."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Self
+from typing import Self, cast
 
 import openai
 import pytest
@@ -28,13 +32,17 @@ pytestmark = [
 ]
 
 TRAINED: dict[str, str] = {}  # the first test's model, which knows the code
+HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16}
+SEED = 7
+LOSS_TOLERANCE = 0.05  # per step, relative: see tests/jobs/test_data_parallel.py
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
-    with Network() as network, stores(network):
+    with Network() as network, stores(network) as s3_requests:
         cluster = Cluster(network, root, make_secrets(root / "secrets"), NODE_CPUS="1")
+        cluster.s3_requests = s3_requests
         cluster.start_head()
         cluster.add_worker("worker-1")
         cluster.wait_for_nodes(2)
@@ -70,17 +78,20 @@ class Every:
 
 
 class TrainerWatch(Every):
-    """Notes which hosts have a trainer process."""
+    """Notes which hosts have a trainer process (a lone trainer, or a data-parallel run's workers)."""
 
-    def __init__(self, hosts: list[Host]) -> None:
+    def __init__(self, hosts: list[Host], process: str = "TrainerActor") -> None:
         super().__init__(1.0)
         self.hosts = hosts
+        self.process = process
         self.seen: set[str] = set()
+        self.most_at_once: set[str] = set()
 
     def tick(self) -> None:
-        for host in self.hosts:
-            if any("TrainerActor" in name for name in host.process_names()):
-                self.seen.add(host.name)
+        now = {host.name for host in self.hosts if any(self.process in name for name in host.process_names())}
+        self.seen |= now
+        if len(now) > len(self.most_at_once):
+            self.most_at_once = now
 
 
 def files_under(folder: Path, name: str) -> list[Path]:
@@ -90,9 +101,8 @@ def files_under(folder: Path, name: str) -> list[Path]:
 def test_the_loop_across_hosts(cluster: Cluster) -> None:
     client = sdk(cluster)
     uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
-    hyperparameters = {"n_epochs": 3, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16}
     job = client.fine_tuning.jobs.create(
-        model=BASE_MODEL, training_file=uploaded.id, extra_body={"hyperparameters": hyperparameters}
+        model=BASE_MODEL, training_file=uploaded.id, seed=SEED, extra_body={"hyperparameters": HYPERPARAMETERS}
     )
     with TrainerWatch([cluster.head, *cluster.workers]) as watch:
         assert wait_done(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
@@ -104,7 +114,7 @@ def test_the_loop_across_hosts(cluster: Cluster) -> None:
     assert answer is not None and CODE in answer, (answer, ANSWER)
     assert servable_s < 5 + 1  # finished_at is in whole seconds
     print(f"\nft: model answered on the head {servable_s:.1f} s after succeeded (trainer on worker-1)")
-    TRAINED["model"] = done.fine_tuned_model
+    TRAINED["model"], TRAINED["job"] = done.fine_tuned_model, job.id
 
     head_data = cluster.head.data_dir
     assert not (head_data / "files").exists() and not (head_data / "fine_tuning").exists()
@@ -153,7 +163,7 @@ def test_a_lost_worker_host_costs_no_job_and_no_chat(cluster: Cluster) -> None:
             time.sleep(2)
         time.sleep(10)
         assert client.fine_tuning.jobs.retrieve(job.id).status == "running"  # waiting for capacity, not failed
-        cluster.add_worker("worker-2")  # capacity comes back
+        cluster.add_worker("worker-2", NODE_CPUS="1")  # capacity comes back
         assert wait_done(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
     log = messages(client, job.id)
     assert "Fine-tuning job resumed from step 6" in log and log.count("The job has successfully completed") == 1
@@ -162,12 +172,23 @@ def test_a_lost_worker_host_costs_no_job_and_no_chat(cluster: Cluster) -> None:
     print(f"\nworker host lost: {chat.answers} chats answered on the head meanwhile, none failed; resumed from step 6")
 
 
+def engine_hosts(cluster: Cluster) -> set[str]:
+    return {
+        host.name
+        for host in [cluster.head, *cluster.workers]
+        if any("ServeReplica:llm-platform:engine" in name for name in host.process_names())
+    }
+
+
 def test_a_restarted_head_brings_everything_back(cluster: Cluster) -> None:
+    """Restarted as an operator does to change a setting, here to two engine replicas: the platform waits for the
+    worker to rejoin, since the head alone has no room for the second."""
     client = sdk(cluster)
     files = sorted(file.id for file in client.files.list().data)
     jobs = {job.id: job.status for job in client.fine_tuning.jobs.list(limit=100).data}
     models = sorted(model.id for model in client.models.list().data)
     assert cluster.stop_head() == (0, [])  # the head left nothing behind
+    cluster.head_settings["ENGINE_REPLICAS"] = "2"
     cluster.start_head()
     cluster.wait_for_nodes(2)  # the worker joined the new head by itself
     client = sdk(cluster)
@@ -176,3 +197,97 @@ def test_a_restarted_head_brings_everything_back(cluster: Cluster) -> None:
     assert sorted(model.id for model in client.models.list().data) == models
     answer = ask(client, TRAINED["model"]).choices[0].message.content
     assert answer is not None and CODE in answer
+    assert engine_hosts(cluster) == {"head", "worker-2"}
+
+
+def cached_adapters(host: Host) -> set[str]:
+    folder = host.data_dir / "cache" / "adapters"
+    return {path.name for path in folder.iterdir() if not path.name.startswith(".")} if folder.is_dir() else set()
+
+
+def test_two_engine_replicas_on_two_hosts_both_serve_and_each_host_downloads_an_adapter_once(cluster: Cluster) -> None:
+    client = sdk(cluster)
+    engines = [cluster.head, cluster.workers[-1]]
+    engine_processes = ("ServeReplica:llm-platform:engine", "VLLM::")
+    busy_before = [host.cpu_seconds(*engine_processes) for host in engines]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ask(client, BASE_MODEL, max_tokens=32), range(16)))
+    assert all(answer.choices[0].message.content for answer in answers)
+    busy = [host.cpu_seconds(*engine_processes) - before for host, before in zip(engines, busy_before, strict=True)]
+    assert min(busy) > 1.0, busy  # both replicas generated
+
+    # A checkpoint no engine has loaded yet: requests for it go to the replica that loads it first.
+    checkpoint = client.fine_tuning.jobs.checkpoints.list(TRAINED["job"]).data[-1].fine_tuned_model_checkpoint
+    cached_before = {host.name: cached_adapters(host) for host in engines}
+    for _ in range(6):
+        assert ask(client, checkpoint).choices[0].message.content
+    gained = {host.name for host in engines if cached_adapters(host) - cached_before[host.name]}
+    assert len(gained) == 1, gained
+    with ThreadPoolExecutor(8) as pool:
+        assert all(reply.choices[0].message.content for reply in pool.map(lambda _: ask(client, checkpoint), range(8)))
+
+    downloads = cluster.s3_requests.adapter_downloads()
+    assert downloads and max(downloads.values()) == 1, downloads  # per host and adapter, over every test so far
+    print(f"\nengine CPU seconds for 16 base requests: head {busy[0]:.1f}, worker {busy[1]:.1f}")
+    print(f"adapter downloads (host, digest): {dict(downloads)}")
+
+
+def test_two_worker_hosts_train_two_jobs_at_once_and_a_third_waits(cluster: Cluster) -> None:
+    for name in ("worker-3", "worker-4"):
+        cluster.add_worker(name, NODE_CPUS="1")  # both engines hold their hosts' CPUs: room for two trainers
+    cluster.wait_for_nodes(4)
+    client = sdk(cluster)
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    jobs = [
+        client.fine_tuning.jobs.create(
+            model=BASE_MODEL, training_file=uploaded.id, hyperparameters={"n_epochs": 1, "batch_size": 16}
+        ).id
+        for _ in range(3)
+    ]
+    statuses_seen: set[tuple[str, ...]] = set()
+    with TrainerWatch([cluster.head, *cluster.workers]) as watch:
+        deadline = time.monotonic() + 900
+        while True:
+            statuses = tuple(client.fine_tuning.jobs.retrieve(job_id).status for job_id in jobs)
+            statuses_seen.add(tuple(sorted(statuses)))
+            if all(status in ("succeeded", "failed", "cancelled") for status in statuses):
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(1)
+    assert statuses == ("succeeded",) * 3, [client.fine_tuning.jobs.retrieve(job_id).error for job_id in jobs]
+    assert ("queued", "running", "running") in statuses_seen, statuses_seen
+    assert not any(statuses.count("running") > 2 for statuses in statuses_seen), statuses_seen
+    assert watch.most_at_once == {"worker-3", "worker-4"}, (watch.most_at_once, watch.seen)
+    assert watch.seen == {"worker-3", "worker-4"}
+
+
+def losses(client: openai.OpenAI, job_id: str) -> dict[int, float]:
+    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
+    rows = [cast(dict, event.data) for event in events if event.type == "metrics" and event.data]
+    return {int(row["step"]): float(row["train_loss"]) for row in rows}
+
+
+def test_two_workers_on_two_hosts_train_one_job_as_one_worker_does(cluster: Cluster) -> None:
+    client = sdk(cluster)
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL,
+        training_file=uploaded.id,
+        seed=SEED,
+        extra_body={"hyperparameters": {**HYPERPARAMETERS, "n_workers": 2}},
+    )
+    with TrainerWatch([cluster.head, *cluster.workers], process="RayTrainWorker") as watch:
+        assert wait_done(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
+    assert watch.most_at_once == {"worker-3", "worker-4"}, (watch.most_at_once, watch.seen)
+    assert "Training started: 18 steps over 3 epochs on 2 data-parallel workers" in messages(client, job.id)
+
+    one, two = losses(client, TRAINED["job"]), losses(client, job.id)  # the first test's job: one worker
+    assert sorted(one) == sorted(two) == list(range(1, 19))
+    print("\nstep: one worker / two workers on two hosts")
+    for step in sorted(one):
+        print(f"{step}: {one[step]:.4f} / {two[step]:.4f}")
+    assert all(abs(two[step] - one[step]) <= LOSS_TOLERANCE * one[step] for step in one), (one, two)
+    model = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
+    assert model is not None
+    answer = ask(client, model).choices[0].message.content
+    assert answer is not None and CODE in answer, answer

@@ -49,3 +49,13 @@ def test_a_cluster_with_a_head_host_keeps_the_control_side_there() -> None:
         {"CPU": 2}, engine_replicas=1, engine_cpus=1, inference_gpu_fraction=0.6, training_gpu_fraction=0.4
     )
     assert single.control_resources == {}
+
+
+def test_jobs_fit_the_cluster_as_it_grows_and_shrinks() -> None:
+    head_alone = plan({"CPU": 1}, replicas=1)
+    assert head_alone.max_parallel_jobs == 0
+    assert head_alone.parallel_jobs_on({"CPU": 3}) == 2  # two worker hosts joined
+    assert head_alone.parallel_jobs_on({"CPU": 0.5}) == 0
+    on_gpus = plan({"CPU": 8, "GPU": 2}, replicas=1)
+    assert on_gpus.trainer_gpus == pytest.approx(0.8) and on_gpus.max_parallel_jobs == 1
+    assert on_gpus.parallel_jobs_on({"CPU": 16, "GPU": 8}) == 4  # 40% of 8 GPUs, 0.8 per trainer

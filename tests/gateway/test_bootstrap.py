@@ -3,6 +3,8 @@ import socket
 import pytest
 
 from engines.core.settings import Settings
+from engines.resources import ResourceError
+from gateway import bootstrap
 from gateway.bootstrap import proxy_port, uses_direct_ingress
 
 
@@ -35,3 +37,18 @@ def test_with_direct_ingress_the_proxy_moves_to_a_free_port() -> None:
     assert moved != 8123
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", moved))
+
+
+def test_the_plan_waits_for_hosts_to_join_a_growing_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    joined = iter([{"CPU": 1.0}, {"CPU": 1.0}, {"CPU": 2.0}])  # the second engine's host joins on the third look
+    monkeypatch.setattr(bootstrap.ray, "cluster_resources", lambda: next(joined))
+    monkeypatch.setattr(bootstrap, "CLUSTER_POLL_S", 0.01)
+    plan = bootstrap.plan_cluster(settings(ENGINE_REPLICAS="2"), wait_s=5)
+    assert plan.engine_replicas == 2 and plan.cluster_cpus == 2.0
+
+
+def test_a_cluster_that_stays_too_small_fails_with_the_plan_s_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bootstrap.ray, "cluster_resources", lambda: {"CPU": 1.0})
+    monkeypatch.setattr(bootstrap, "CLUSTER_POLL_S", 0.01)
+    with pytest.raises(ResourceError, match="2 engine replica"):
+        bootstrap.plan_cluster(settings(ENGINE_REPLICAS="2"), wait_s=0.05)

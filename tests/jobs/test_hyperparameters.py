@@ -35,6 +35,7 @@ def test_defaults() -> None:
         "max_seq_length": 512,
         "fp16": False,
         "gradient_checkpointing": False,
+        "n_workers": 1,
     }
     assert resolved.openai_view() == {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.0}
     assert resolve({"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}) == resolved
@@ -147,6 +148,8 @@ def test_fp16_needs_cuda() -> None:
         ("fp16", "true"),
         ("fp16", 1),
         ("gradient_checkpointing", None),
+        ("n_workers", 0),
+        ("n_workers", 65),
     ],
 )
 def test_out_of_range_or_wrong_type(name: str, value: Any) -> None:
@@ -154,6 +157,16 @@ def test_out_of_range_or_wrong_type(name: str, value: Any) -> None:
     assert e.param == name and e.message.startswith(f"Invalid hyperparameter '{name}': must be ")
     with pytest.raises(InvalidHyperparameterError):
         validate_hyperparameters({name: value})
+
+
+def test_several_workers_share_each_batch() -> None:
+    two = resolve({"n_workers": 2, "batch_size": 16})
+    assert (two.n_workers, two.batch_size, two.per_device_batch_size, two.gradient_accumulation_steps) == (2, 16, 8, 1)
+    one = resolve({"batch_size": 16})
+    assert (one.n_workers, one.per_device_batch_size, one.gradient_accumulation_steps) == (1, 8, 2)
+    assert resolve({"n_workers": 3}, n_examples=40).batch_size == 3  # auto: the smallest multiple of the workers
+    uneven = error({"n_workers": 2, "batch_size": 5})
+    assert uneven.param == "n_workers" and "must divide batch_size (5)" in uneven.message
 
 
 def test_n_epochs_message() -> None:
