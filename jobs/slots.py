@@ -1,5 +1,6 @@
-"""How many jobs train at once: as many as the cluster has room for now, a data-parallel job counting once per worker. A Ray cluster grows when hosts join and
-shrinks when they leave, so a waiting job reads the capacity again every few seconds, not once at start."""
+"""How many jobs train at once: as many as the cluster has room for now, a data-parallel job counting once per
+worker. A Ray cluster grows when hosts join and shrinks when they leave, so a waiting job reads the capacity again
+every few seconds, not once at start."""
 
 from __future__ import annotations
 
