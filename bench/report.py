@@ -215,6 +215,23 @@ def cross_host_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def data_parallel_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "data-parallel"]
+    lines = [
+        "| workers | steps/s | tokens/s | ratio to one worker (same round) | final loss |",
+        "|---|---|---|---|---|",
+    ]
+    one = {row["round"]: row for row in rows if row["system"] == "1-workers"}
+    for (system,), group in sorted(_by(rows, "system").items()):
+        ratios = [row["tokens_per_second"] / one[row["round"]]["tokens_per_second"] for row in group if row["round"] in one]
+        lines.append(
+            f"| {system.split('-')[0]} | {_fmt(_median(row['steps_per_second'] for row in group), 3)} | "
+            f"{_fmt(_median(row['tokens_per_second'] for row in group))} | {_fmt(_median(ratios), 2, 'x')} | "
+            f"{_fmt(_median(row['final_loss'] for row in group), 4)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plots(summary: list[dict], prefix: Path) -> list[Path]:
     """Throughput and TTFT p50 against concurrency, one line per system."""
     import matplotlib

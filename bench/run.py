@@ -18,12 +18,12 @@ from pathlib import Path
 
 import msgspec
 
-from bench import adapters, artifact_store, cross_host, finetune, gateways, report, scaling
+from bench import adapters, artifact_store, cross_host, data_parallel, finetune, gateways, report, scaling
 from bench.loadgen import PAUSE_S, load_generator_priority
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
-DEFAULT_ROUNDS = {"gateways": 2, "artifact-store": 3}
+DEFAULT_ROUNDS = {"gateways": 2, "artifact-store": 3, "data-parallel": 2}
 SCENARIOS = {
     "gateways": "1+2: the platform against vLLM's server, LiteLLM's proxy and Ray Serve LLM",
     "adapters": "3: mixed traffic over 1, 4 and 8 LoRA adapters against base-only",
@@ -31,6 +31,7 @@ SCENARIOS = {
     "scaling": "5: 1 and 2 engine replicas",
     "artifact-store": "6: the S3 artifact store: succeeded → first chat; adapter first-request TTFT from S3 and cached",
     "cross-host": "7: gateway on the head, engine on a worker host, against one host (namespaced hosts, root)",
+    "data-parallel": "8: one job trained by two workers on two hosts against one worker (namespaced hosts, root)",
 }
 
 
@@ -77,6 +78,8 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         parts += ["## The S3 artifact store (scenario 6)\n", report.artifact_store_table(rows)]
     if any(row["scenario"] == "cross-host" for row in rows):
         parts += ["## Across hosts (scenario 7)\n", report.cross_host_table(rows)]
+    if any(row["scenario"] == "data-parallel" for row in rows):
+        parts += ["## One job on two workers (scenario 8)\n", report.data_parallel_table(rows)]
     return "\n".join(parts)
 
 
@@ -105,6 +108,8 @@ def run_scenario(name: str, work: Path, rounds: int, peers: set[str]) -> list[Ro
         return artifact_store.run(work, rounds=rounds)
     if name == "cross-host":
         return cross_host.run(work, rounds=rounds)
+    if name == "data-parallel":
+        return data_parallel.run(work, rounds=rounds)
     return scaling.run(work, rounds=rounds)
 
 

@@ -95,3 +95,17 @@ def test_cross_host_table_pairs_the_two_paths_within_a_round() -> None:
     ]
     table = report.cross_host_table(rows)
     assert "| 8 | 100.0 | 90.0 | 0.90x | 200 / 220 ms | 50.0 / 55.0 ms |" in table
+
+
+def test_data_parallel_table_pairs_each_run_with_the_one_worker_run_of_its_round() -> None:
+    def job(workers: int, round_no: int, tokens_per_second: float) -> dict:
+        steps_per_second = tokens_per_second / 100
+        return {"scenario": "data-parallel", "system": f"{workers}-workers", "round": round_no, "final_loss": 0.5} | {
+            "tokens_per_second": tokens_per_second,
+            "steps_per_second": steps_per_second,
+        }
+
+    rows = [job(1, 0, 100.0), job(2, 0, 80.0), job(1, 1, 50.0), job(2, 1, 45.0)]
+    table = report.data_parallel_table(rows)
+    assert "| 1 | 0.750 | 75.0 | 1.00x | 0.5000 |" in table
+    assert "| 2 | 0.625 | 62.5 | 0.85x | 0.5000 |" in table  # the median of 0.80 and 0.90

@@ -34,7 +34,7 @@ pytestmark = [
 TRAINED: dict[str, str] = {}  # the first test's model, which knows the code
 HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16}
 SEED = 7
-LOSS_TOLERANCE = 0.05  # per step, relative: see tests/jobs/test_data_parallel.py
+LOSS_TOLERANCE, LOSS_FLOOR = 0.05, 0.005  # per step: see tests/jobs/test_data_parallel.py
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_two_engine_replicas_on_two_hosts_both_serve_and_each_host_downloads_an_
     engine_processes = ("ServeReplica:llm-platform:engine", "VLLM::")
     busy_before = [host.cpu_seconds(*engine_processes) for host in engines]
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: ask(client, BASE_MODEL, max_tokens=32), range(16)))
+        answers = list(pool.map(lambda _: ask(client, BASE_MODEL), range(16)))
     assert all(answer.choices[0].message.content for answer in answers)
     busy = [host.cpu_seconds(*engine_processes) - before for host, before in zip(engines, busy_before, strict=True)]
     assert min(busy) > 1.0, busy  # both replicas generated
@@ -286,7 +286,7 @@ def test_two_workers_on_two_hosts_train_one_job_as_one_worker_does(cluster: Clus
     print("\nstep: one worker / two workers on two hosts")
     for step in sorted(one):
         print(f"{step}: {one[step]:.4f} / {two[step]:.4f}")
-    assert all(abs(two[step] - one[step]) <= LOSS_TOLERANCE * one[step] for step in one), (one, two)
+    assert all(abs(two[step] - one[step]) <= max(LOSS_TOLERANCE * one[step], LOSS_FLOOR) for step in one), (one, two)
     model = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
     assert model is not None
     answer = ask(client, model).choices[0].message.content

@@ -21,9 +21,11 @@ from jobs.trainer import TrainingSpec, run_training
 from jobs.training_host import ArtifactLocation
 from tests.jobs.test_trainer import Recorder, make_spec
 
-LOSS_TOLERANCE = 0.05
-"""Per step, relative (measured: at most 0.9%). Both runs see the same examples at each step (the distributed sampler
-deals the single run's shuffled batch out to the ranks), but each rank draws its own dropout masks."""
+LOSS_TOLERANCE, LOSS_FLOOR = 0.05, 0.005
+"""Per step: 5% of the single worker's loss, or 0.005 where the loss is near zero and a relative bound means nothing
+(measured: at most 0.9% here; 3.3% above 0.1 on the cluster's 18 steps). Both runs see the same examples at each step
+(the distributed sampler deals the single run's shuffled batch out to the ranks), but each rank draws its own
+dropout masks."""
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ async def test_two_workers_train_the_job_one_worker_trains(model_dir: Path, tmp_
         print(f"{one.step}: {one.train_loss:.4f} / {two.train_loss:.4f}")
     for one, two in pairs:
         assert one.step == two.step
-        assert abs(two.train_loss - one.train_loss) <= LOSS_TOLERANCE * one.train_loss, (one, two)
+        assert abs(two.train_loss - one.train_loss) <= max(LOSS_TOLERANCE * one.train_loss, LOSS_FLOOR), (one, two)
     assert result.step_metrics[-1].train_loss < result.step_metrics[0].train_loss * 0.7  # it learned
 
     started = [report.text for report in reports if isinstance(report, MessageReport)]
