@@ -32,9 +32,9 @@ pytestmark = [
 ]
 
 TRAINED: dict[str, str] = {}  # the first test's model, which knows the code
-HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16}
+HYPERPARAMETERS = {"n_epochs": 2, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16}
 SEED = 7
-LOSS_TOLERANCE, LOSS_FLOOR = 0.05, 0.005  # per step: see tests/jobs/test_data_parallel.py
+LOSS_TOLERANCE, LEARNED = 0.05, 0.1  # see tests/jobs/test_data_parallel.py
 
 
 @pytest.fixture(scope="module")
@@ -279,14 +279,18 @@ def test_two_workers_on_two_hosts_train_one_job_as_one_worker_does(cluster: Clus
     with TrainerWatch([cluster.head, *cluster.workers], process="RayTrainWorker") as watch:
         assert wait_done(client, job.id) == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
     assert watch.most_at_once == {"worker-3", "worker-4"}, (watch.most_at_once, watch.seen)
-    assert "Training started: 18 steps over 3 epochs on 2 data-parallel workers" in messages(client, job.id)
+    assert "Training started: 12 steps over 2 epochs on 2 data-parallel workers" in messages(client, job.id)
 
     one, two = losses(client, TRAINED["job"]), losses(client, job.id)  # the first test's job: one worker
-    assert sorted(one) == sorted(two) == list(range(1, 19))
+    assert sorted(one) == sorted(two) == list(range(1, 13))
     print("\nstep: one worker / two workers on two hosts")
     for step in sorted(one):
         print(f"{step}: {one[step]:.4f} / {two[step]:.4f}")
-    assert all(abs(two[step] - one[step]) <= max(LOSS_TOLERANCE * one[step], LOSS_FLOOR) for step in one), (one, two)
+    for step in one:
+        if one[step] >= LEARNED:
+            assert abs(two[step] - one[step]) <= LOSS_TOLERANCE * one[step], (step, one, two)
+        else:
+            assert two[step] < LEARNED, (step, one, two)
     model = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
     assert model is not None
     answer = ask(client, model).choices[0].message.content

@@ -21,11 +21,12 @@ from jobs.trainer import TrainingSpec, run_training
 from jobs.training_host import ArtifactLocation
 from tests.jobs.test_trainer import Recorder, make_spec
 
-LOSS_TOLERANCE, LOSS_FLOOR = 0.05, 0.005
-"""Per step: 5% of the single worker's loss, or 0.005 where the loss is near zero and a relative bound means nothing
-(measured: at most 0.9% here; 3.3% above 0.1 on the cluster's 18 steps). Both runs see the same examples at each step
-(the distributed sampler deals the single run's shuffled batch out to the ranks), but each rank draws its own
-dropout masks."""
+LOSS_TOLERANCE, LEARNED = 0.05, 0.1
+"""Per step, relative to the single worker's loss while it is above LEARNED; below, once the examples are learned,
+the loss jumps between 0.0007 and 0.02 from step to step in either run, and both must only stay below LEARNED.
+Measured above LEARNED: at most 0.9 % here, 1.4 % on the cluster's 18 steps. Both runs see the same examples at
+each step (the distributed sampler deals the single run's shuffled batch out to the ranks), but each rank draws its
+own dropout masks."""
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,10 @@ async def test_two_workers_train_the_job_one_worker_trains(model_dir: Path, tmp_
         print(f"{one.step}: {one.train_loss:.4f} / {two.train_loss:.4f}")
     for one, two in pairs:
         assert one.step == two.step
-        assert abs(two.train_loss - one.train_loss) <= max(LOSS_TOLERANCE * one.train_loss, LOSS_FLOOR), (one, two)
+        if one.train_loss >= LEARNED:
+            assert abs(two.train_loss - one.train_loss) <= LOSS_TOLERANCE * one.train_loss, (one, two)
+        else:
+            assert two.train_loss < LEARNED, (one, two)
     assert result.step_metrics[-1].train_loss < result.step_metrics[0].train_loss * 0.7  # it learned
 
     started = [report.text for report in reports if isinstance(report, MessageReport)]
