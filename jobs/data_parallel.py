@@ -15,6 +15,7 @@ import structlog
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from engines.artifacts import ArtifactStore
 from engines.core.logs import configure_logging
 from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
 from jobs.progress import BufferedReporter
@@ -33,8 +34,8 @@ class RelayingReporter(PublishingReporter):
     """Rank 0's reporter: publishes as a lone trainer's does, hands each report to the coordinating actor, and asks
     it whether the run was cancelled or paused."""
 
-    def __init__(self, location: ArtifactLocation, job_id: str, coordinator: ray.actor.ActorHandle) -> None:
-        super().__init__(location.open(), job_id)
+    def __init__(self, artifacts: ArtifactStore, job_id: str, coordinator: ray.actor.ActorHandle) -> None:
+        super().__init__(artifacts, job_id)
         self.coordinator = coordinator
 
     def _relay(self) -> None:
@@ -68,11 +69,12 @@ def _train_worker(config: dict[str, Any]) -> dict[str, Any]:
     configure_logging(config["log_level"])
     rank = ray.train.get_context().get_world_rank()
     structlog.contextvars.bind_contextvars(job_id=job_id, rank=rank)
-    reporter: Reporter = RelayingReporter(location, job_id, config["coordinator"]) if rank == 0 else BufferedReporter()
+    artifacts = location.open()
+    reporter: Reporter = RelayingReporter(artifacts, job_id, config["coordinator"]) if rank == 0 else BufferedReporter()
     if rank > 0:  # ranks on one host must not share the folder HF's Trainer writes per-rank files to
         spec = msgspec.structs.replace(spec, output_dir=str(Path(spec.output_dir) / f"rank-{rank}"))
     try:
-        result = train_on_this_host(spec, reporter, location.open(), job_id, publish=rank == 0)
+        result = train_on_this_host(spec, reporter, artifacts, job_id, publish=rank == 0)
     except (TrainingCancelled, TrainingPaused) as stopped:
         return {"stopped": type(stopped).__name__, "message": str(stopped)}
     return {"result": msgspec.json.encode(result).decode()}

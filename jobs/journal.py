@@ -21,6 +21,7 @@ from jobs.records import (
     FineTuningJob,
     JobCheckpoint,
     JobEvent,
+    JobStatus,
 )
 from jobs.records import JobError as JobErrorRecord
 from jobs.results import metrics_csv
@@ -60,7 +61,7 @@ class JobJournal:
         self.store.add_event(job_id, new_event(level, message, data=data, kind=kind))
         log.info("job_event", job_id=job_id, level=level, message=message)
 
-    def change(self, job: FineTuningJob, *, expect: tuple, message: str, level: EventLevel = "info") -> bool:
+    def change(self, job: FineTuningJob, *, expect: tuple[JobStatus, ...], message: str, level: EventLevel = "info") -> bool:
         """Writes the job's new status with the event that says so, only while its stored status is one of `expect`."""
         if not self.store.save_job(job, expect=expect, events=[new_event(level, message)]):
             return False

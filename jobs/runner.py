@@ -54,14 +54,11 @@ class TrainerActor:
                 self.job_id,
                 WorkerResources(self.placement.cpus, self.placement.gpus),
                 self.location,
-                coordinator=self.handle(),
+                coordinator=ray.get_runtime_context().current_actor,
                 log_level=self.log_level,
                 storage_path=str(Path(spec.output_dir) / "ray-train"),
             )
         return train_on_this_host(spec, self.reporter, self.artifacts, self.job_id)
-
-    def handle(self) -> ray.actor.ActorHandle:
-        return ray.get_runtime_context().current_actor
 
     def relay(self, reports: list[Progress]) -> None:
         """Progress of a data-parallel run's rank 0, for the scheduler's next drain."""

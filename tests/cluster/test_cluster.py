@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Self, cast
+from typing import Self
 
 import openai
 import pytest
@@ -23,7 +23,7 @@ import pytest
 from tests.cluster.hosts import Host, Network, namespaces_allowed
 from tests.cluster.platform import Cluster, make_secrets, stores
 from tests.e2e.conftest import BASE_MODEL
-from tests.e2e.jobs import messages, metric_steps, wait_done
+from tests.e2e.jobs import messages, metric_rows, metric_steps, wait_done
 from tests.e2e.test_fine_tuning import ANSWER, CODE, ask, training_file
 
 pytestmark = [
@@ -262,9 +262,7 @@ def test_two_worker_hosts_train_two_jobs_at_once_and_a_third_waits(cluster: Clus
 
 
 def losses(client: openai.OpenAI, job_id: str) -> dict[int, float]:
-    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
-    rows = [cast(dict, event.data) for event in events if event.type == "metrics" and event.data]
-    return {int(row["step"]): float(row["train_loss"]) for row in rows}
+    return {int(row["step"]): float(row["train_loss"]) for row in metric_rows(client, job_id)}
 
 
 def test_two_workers_on_two_hosts_train_one_job_as_one_worker_does(cluster: Cluster) -> None:

@@ -19,10 +19,15 @@ def wait_done(client: openai.OpenAI, job_id: str, timeout_s: float = 900) -> str
     return status
 
 
+def metric_rows(client: openai.OpenAI, job_id: str) -> list[dict]:
+    """The `data` of the job's metrics events, newest first."""
+    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
+    return [cast(dict, event.data) for event in events if event.type == "metrics" and event.data]
+
+
 def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
     """The steps of the job's metrics events, newest first."""
-    events = client.fine_tuning.jobs.list_events(job_id, limit=200).data
-    return [int(cast(dict, event.data)["step"]) for event in events if event.type == "metrics" and event.data]
+    return [int(row["step"]) for row in metric_rows(client, job_id)]
 
 
 def messages(client: openai.OpenAI, job_id: str) -> list[str]:
