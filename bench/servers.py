@@ -99,7 +99,10 @@ def platform(port: int, work: Path, *, name: str = "platform", **settings: str) 
     return Server(name, [sys.executable, "-m", "gateway"], port, work / f"{name}.log", env)
 
 
-def vllm_server(port: int, work: Path, *, adapters: dict[str, Path] | None = None) -> Server:
+def vllm_server(port: int, work: Path, *, adapters: dict[str, Path] | None = None, lora: bool = True) -> Server:
+    """vLLM's OpenAI server; with `lora=False` started as its docs show for a base model (no `--enable-lora`,
+    no LoRA settings): the bare engine the platform's base-model traffic is measured against."""
+    engine_args = ENGINE_ARGS if lora else {key: value for key, value in ENGINE_ARGS.items() if "lora" not in key}
     command = [
         sys.executable,
         "-m",
@@ -109,16 +112,18 @@ def vllm_server(port: int, work: Path, *, adapters: dict[str, Path] | None = Non
         "--served-model-name",
         MODEL_ID,
         "--enforce-eager",
-        "--enable-lora",
         "--port",
         str(port),
         "--host",
         "127.0.0.1",
-        *(f"--{key}={value}" for key, value in ENGINE_ARGS.items()),
+        *(f"--{key}={value}" for key, value in engine_args.items()),
     ]
+    if lora:
+        command.append("--enable-lora")
     if adapters:
         command += ["--lora-modules", *(f"{name}={path}" for name, path in adapters.items())]
-    return Server("vllm-server", command, port, work / "vllm-server.log", {"VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB})
+    name = "vllm-server" if lora else "vllm-bare"
+    return Server(name, command, port, work / f"{name}.log", {"VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB})
 
 
 def litellm_proxy(port: int, work: Path, upstream: str) -> Server:

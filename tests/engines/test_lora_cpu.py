@@ -120,3 +120,67 @@ def test_new_weights_in_a_slot_replace_the_cached_matrices() -> None:
     punica.add_lora_linear(y, x, lora_a, lora_b, 1.0, SLICES)
 
     torch.testing.assert_close(y, reference(x, token_slots, fresh_a, fresh_b, 1.0), rtol=1e-4, atol=1e-4)
+
+
+VOCAB, HIDDEN = 50, IN
+
+
+def head_weights(ranks: dict[int, int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """vLLM's LM-head layout: A [loras, 1, max_rank, hidden] and B [loras, 1, vocab, max_rank]."""
+    generator = torch.Generator().manual_seed(seed)
+    lora_a, lora_b = torch.zeros(MAX_LORAS, 1, MAX_RANK, HIDDEN), torch.zeros(MAX_LORAS, 1, VOCAB, MAX_RANK)
+    for slot, rank in ranks.items():
+        lora_a[slot, 0, :rank] = torch.randn(rank, HIDDEN, generator=generator)
+        lora_b[slot, 0, :, :rank] = torch.randn(VOCAB, rank, generator=generator)
+    return lora_a, lora_b
+
+
+def head_wrapper(cls: type[PunicaWrapperCPU], ranks: dict[int, int], head: set[int], sampled: list[int]):
+    punica = cls(256, 128, "cpu")
+    if isinstance(punica, GroupedPunicaWrapperCPU):
+        for slot, rank in ranks.items():
+            punica.adapter_activated(slot, rank, head=slot in head)
+    route(punica, ranks, sampled)
+    return punica
+
+
+@pytest.mark.parametrize("sampled", [[0, 1, -1, 1], [1, 1, 1], [-1, 0, -1, 2, 0]])
+def test_head_delta_matches_vllms_cpu_wrapper(sampled: list[int]) -> None:
+    ranks = {0: 8, 1: 16, 2: 4}
+    lora_a, lora_b = head_weights(ranks, seed=5)
+    x = torch.randn(len(sampled), HIDDEN)
+    base = torch.randn(len(sampled), VOCAB)
+    ours, stock = base.clone(), base.clone()
+
+    head_wrapper(GroupedPunicaWrapperCPU, ranks, set(ranks), sampled).add_lora_logits(ours, x, lora_a, lora_b, 1.0)
+    head_wrapper(PunicaWrapperCPU, ranks, set(ranks), sampled).add_lora_logits(stock, x, lora_a, lora_b, 1.0)
+
+    torch.testing.assert_close(ours, stock, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(ours, base)
+
+
+def test_a_batch_without_head_adapters_leaves_the_logits_and_skips_the_weights() -> None:
+    """Adapters without LM-head weights (what the platform trains) and base-model tokens: nothing to add, and
+    the head's LoRA weights are never read (here they would be NaN if they were)."""
+    ranks = {0: 8, 1: 8}
+    lora_a = torch.full((MAX_LORAS, 1, MAX_RANK, HIDDEN), float("nan"))
+    lora_b = torch.full((MAX_LORAS, 1, VOCAB, MAX_RANK), float("nan"))
+    logits = torch.randn(4, VOCAB)
+    for head, sampled in (({0, 1}, [-1, -1, -1, -1]), (set(), [0, 1, -1, 0])):
+        y = logits.clone()
+        punica = head_wrapper(GroupedPunicaWrapperCPU, ranks, head, sampled)
+        punica.add_lora_logits(y, torch.randn(4, HIDDEN), lora_a, lora_b, 1.0)
+        assert torch.equal(y, logits)
+
+
+def test_only_tokens_of_adapters_with_head_weights_get_a_head_delta() -> None:
+    ranks = {0: 8, 1: 8}
+    lora_a, lora_b = head_weights({1: 8}, seed=9)
+    x = torch.randn(3, HIDDEN)
+    y = torch.zeros(3, VOCAB)
+
+    head_wrapper(GroupedPunicaWrapperCPU, ranks, {1}, [0, 1, -1]).add_lora_logits(y, x, lora_a, lora_b, 1.0)
+
+    expected = (x[1] @ lora_a[1, 0].T) @ lora_b[1, 0].T
+    torch.testing.assert_close(y[1], expected, rtol=1e-4, atol=1e-4)
+    assert torch.count_nonzero(y[0]) == 0 and torch.count_nonzero(y[2]) == 0
