@@ -8,29 +8,39 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psutil
-import torch
 from ray import serve
-from vllm.lora.request import LoRARequest
 
-from engines import cpu_binding, lora_cpu
+from engines import cpu_binding
 from engines.adapter_cache import AdapterCache
 from engines.adapters import Adapter
 from engines.artifacts import artifact_store_from_url
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
 from engines.default_model import on_this_node
-from engines.engine import ChatEngine
 from engines.errors import AdapterLoadError
 from engines.parking import EngineParking
 from engines.protocol import GenerateChunk, GenerateRequest
 
-EngineFactory = Callable[[EngineConfig], ChatEngine]
-AdapterLoader = Callable[[str], Awaitable[LoRARequest]]
+if TYPE_CHECKING:
+    from vllm.lora.request import LoRARequest
+
+    from engines.engine import ChatEngine
+
+# vLLM (with torch) is imported only in the engine's replica, when it starts its engine: the launcher imports
+# this module to deploy it, and an import of vLLM there cost the platform's start 5 s.
+EngineFactory = Callable[[EngineConfig], "ChatEngine"]
+AdapterLoader = Callable[[str], Awaitable["LoRARequest"]]
 Multiplexer = Callable[[int], Callable[[AdapterLoader], AdapterLoader]]
+
+
+def start_chat_engine(config: EngineConfig) -> ChatEngine:
+    from engines.engine import ChatEngine
+
+    return ChatEngine.start(config)
 
 
 def serve_multiplexed(capacity: int) -> Callable[[AdapterLoader], AdapterLoader]:
@@ -45,7 +55,7 @@ class EngineDeployment:
         config: EngineConfig,
         log_level: str = "info",
         *,
-        start_engine: EngineFactory = ChatEngine.start,
+        start_engine: EngineFactory = start_chat_engine,
         multiplex: Multiplexer = serve_multiplexed,
     ) -> None:
         """`start_engine` and `multiplex` are injected so the deployment's own logic runs in fast tests
@@ -76,7 +86,14 @@ class EngineDeployment:
     def _start_engine(self, config: EngineConfig) -> ChatEngine:
         """On CPU, claims this replica's compute cores on its node and starts vLLM bound to them; the engine
         processes may run on every core, while this replica's own threads stay where the launcher put them."""
+        # The engine's processes inherit these. Set here rather than in a Ray runtime_env, which would make Ray
+        # start a fresh worker process for the replica instead of taking a prestarted one (about 3 s of start-up).
+        # Ray sets OMP_NUM_THREADS=1 in its workers; vLLM's CPU binding replaces it with the bound core count.
+        os.environ["OMP_NUM_THREADS"] = str(config.threads or len(cpu_binding.node_cores()))
         if config.device == "cpu":
+            from engines import lora_cpu
+
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
             os.environ[lora_cpu.ENABLE_ENV] = "1"  # read by the engine process's vLLM plugin
         if config.device != "cpu" or not config.cpu_binding or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
             return self._start(config)
@@ -119,6 +136,8 @@ class EngineDeployment:
 
     async def _add_lora(self, name: str) -> LoRARequest:
         """Serve's multiplexed loader: loads the adapter into this replica's engine now (no restart)."""
+        from vllm.lora.request import LoRARequest
+
         lora_id = self._lora_ids.setdefault(name, len(self._lora_ids) + 1)
         lora = LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=self._adapter_paths[name])
         try:
@@ -140,7 +159,7 @@ class EngineDeployment:
             "aborted": self.engine.aborted,
             "adapters_loaded": self._adapters_loaded,
             "parked": parked,
-            "threads": torch.get_num_threads(),
+            "threads": _torch_threads(),
             "compute_cores": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
         }
 
@@ -155,3 +174,9 @@ class EngineDeployment:
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.shutdown()
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -11,11 +11,9 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from engines import cpu_binding
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
 from engines.core.settings import Settings
-from engines.deployment import EngineDeployment
 from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.bootstrap import prepare
@@ -25,7 +23,6 @@ from gateway.listener import Listener
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
 from jobs.assembly import BaseModel
-from jobs.control_plane import ControlPlane
 
 APP_NAME = "llm-platform"
 # The gateway writes its own access log (one JSON line per request); Serve's would duplicate it.
@@ -94,16 +91,13 @@ def build_platform(
     settings: Settings, plan: ResourcePlan, model_path: str, created: int, *, listen: bool = False
 ) -> Application:
     """`listen`: the gateway replicas serve SERVE_PORT themselves rather than behind Serve's proxy."""
+    # Imported here, not with the module: every gateway replica imports this module for `Gateway`, and
+    # the engine's vLLM and torch would cost each of them seconds of CPU while the engine starts.
+    from engines.deployment import EngineDeployment
+    from jobs.control_plane import ControlPlane
+
     config = engine_config(settings, plan, model_path)
-    # Ray sets OMP_NUM_THREADS=1 in its workers; vLLM's CPU binding replaces it with the bound core count.
-    env_vars = {"OMP_NUM_THREADS": str(config.threads or len(cpu_binding.node_cores()))}
-    if config.device == "cpu":
-        env_vars["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
-    actor_options: dict[str, Any] = {
-        "num_cpus": plan.engine_cpus,
-        "num_gpus": plan.engine_gpus,
-        "runtime_env": {"env_vars": env_vars},
-    }
+    actor_options: dict[str, Any] = {"num_cpus": plan.engine_cpus, "num_gpus": plan.engine_gpus}
     engine = serve.deployment(EngineDeployment).options(
         name="engine",
         num_replicas=plan.engine_replicas,

@@ -5,13 +5,15 @@ Three line formats are accepted, one per file: OpenAI's chat format (`{"messages
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import structlog
-from transformers import PreTrainedTokenizerBase
 
 from jobs.errors import InvalidTrainingFileError
+
+if TYPE_CHECKING:  # transformers itself only where examples are tokenized, in the trainer's process
+    from transformers import PreTrainedTokenizerBase
 
 log = structlog.get_logger("jobs.data")
 

@@ -19,8 +19,8 @@ from engines.artifacts import ArtifactStore
 from engines.core.logs import configure_logging
 from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
 from jobs.progress import BufferedReporter
-from jobs.trainer import Reporter, TrainingResult, TrainingSpec
 from jobs.training_host import ArtifactLocation, PublishingReporter, train_on_this_host
+from jobs.training_spec import Reporter, TrainingResult, TrainingSpec
 
 log = structlog.get_logger("jobs.data_parallel")
 

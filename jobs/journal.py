@@ -26,7 +26,7 @@ from jobs.records import (
 from jobs.records import JobError as JobErrorRecord
 from jobs.results import metrics_csv
 from jobs.store import Store
-from jobs.trainer import TrainingResult
+from jobs.training_spec import TrainingResult
 from jobs.training_state import StateManifest, delete_states
 
 log = structlog.get_logger("jobs.journal")

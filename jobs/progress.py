@@ -13,7 +13,7 @@ import msgspec
 
 from jobs.records import EventLevel
 from jobs.results import StepMetrics
-from jobs.trainer import TrainingResult, TrainingSpec
+from jobs.training_spec import TrainingResult, TrainingSpec
 from jobs.training_state import SavedCheckpoint
 
 

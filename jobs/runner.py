@@ -16,11 +16,10 @@ import structlog
 from engines.core.errors import PlatformError
 from engines.core.logs import configure_logging
 from engines.resources import ResourcePlan
-from jobs.data_parallel import WorkerResources, train_data_parallel
 from jobs.errors import TrainerLost
 from jobs.progress import Progress
-from jobs.trainer import TrainingResult, TrainingSpec
 from jobs.training_host import ArtifactLocation, PublishingReporter, train_on_this_host
+from jobs.training_spec import TrainingResult, TrainingSpec
 
 DRAIN_TIMEOUT_S = 10.0
 
@@ -49,6 +48,9 @@ class TrainerActor:
     def run(self, spec: TrainingSpec) -> TrainingResult:
         structlog.contextvars.bind_contextvars(job_id=self.job_id)
         if spec.hyperparameters.n_workers > 1:
+            # Ray Train (and with it torch) only in a trainer's process, never in the control plane's.
+            from jobs.data_parallel import WorkerResources, train_data_parallel
+
             return train_data_parallel(
                 spec,
                 self.job_id,

@@ -32,7 +32,7 @@ from jobs.records import (
 )
 from jobs.slots import TrainingSlots
 from jobs.store import Store
-from jobs.trainer import TrainingResult, TrainingSpec
+from jobs.training_spec import TrainingResult, TrainingSpec
 from jobs.training_state import latest_state
 
 log = structlog.get_logger("jobs.scheduler")

@@ -10,9 +10,8 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Protocol
+from typing import Any
 
-import msgspec
 import structlog
 import torch
 from datasets import Dataset
@@ -28,59 +27,13 @@ from transformers import (
 from transformers import TrainingArguments as Args
 from trl import SFTConfig, SFTTrainer
 
-from jobs.data import Example, TokenizedExample, tokenize_examples
+from jobs.data import TokenizedExample, tokenize_examples
 from jobs.errors import TrainingCancelled, TrainingPaused
-from jobs.hyperparameters import ResolvedHyperparameters
 from jobs.results import StepMetrics
-from jobs.training_state import SavedCheckpoint, StateManifest
+from jobs.training_spec import Reporter, TrainingResult, TrainingSpec
+from jobs.training_state import SavedCheckpoint
 
 log = structlog.get_logger("jobs.trainer")
-
-
-class Reporter(Protocol):
-    """Where a run reports progress; `should_cancel` and `should_pause` are polled after every optimizer step."""
-
-    def metrics(self, row: StepMetrics, total_steps: int) -> None: ...
-
-    def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> str | None:
-        """Reports the checkpoint adapter saved at `path`; returns its digest where it was published."""
-        ...
-
-    def save_state(
-        self, step: int, epochs_done: int, path: str, rows: list[StepMetrics], checkpoints: list[SavedCheckpoint]
-    ) -> None:
-        """Keeps the Trainer checkpoint folder `path` (weights, optimizer, scheduler, counters) to resume from."""
-        ...
-
-    def message(self, level: str, text: str) -> None: ...
-
-    def should_cancel(self) -> bool: ...
-
-    def should_pause(self) -> bool: ...
-
-
-class TrainingSpec(msgspec.Struct, frozen=True):
-    base_model_path: str
-    output_dir: str
-    train_examples: list[Example]
-    hyperparameters: ResolvedHyperparameters
-    base_model_id: str  # written into adapter_config.json as base_model_name_or_path
-    validation_examples: list[Example] = []
-    seed: int = 42
-    threads: int | None = None  # torch.set_num_threads; None keeps the process's setting
-    metrics_every: int = 1  # optimizer steps between metrics (and validation) points
-    resume_from: StateManifest | None = None  # a saved state to continue from, instead of the start
-
-
-class TrainingResult(msgspec.Struct, frozen=True):
-    adapter_path: str
-    trained_tokens: int  # tokens processed: input lengths x epochs
-    steps: int
-    final_loss: float | None
-    tokens_per_second: float  # over the training loop of this run only (a resumed run counts its own steps)
-    elapsed_s: float  # the whole run, model loading included
-    step_metrics: list[StepMetrics]  # rows of the result CSV (jobs.results.metrics_csv)
-    adapter_digest: str | None = None  # the final adapter as published in the artifact store
 
 
 def save_adapter(model: PeftModel, path: str, base_model_id: str) -> None:

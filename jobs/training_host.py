@@ -18,7 +18,7 @@ from engines.default_model import on_this_node
 from engines.parking import training_in_progress
 from jobs.progress import BufferedReporter
 from jobs.results import StepMetrics
-from jobs.trainer import Reporter, TrainingResult, TrainingSpec, run_training
+from jobs.training_spec import Reporter, TrainingResult, TrainingSpec
 from jobs.training_state import SavedCheckpoint, download_state, save_state
 
 TRAINING_NICENESS = 10
@@ -70,6 +70,10 @@ def train_on_this_host(
     if spec.resume_from is not None:
         target = Path(spec.output_dir) / "resume" / f"step-{spec.resume_from.step}"
         resume_dir = str(download_state(artifacts, job_id, spec.resume_from, target))
+    # The training stack is imported here, in the process that trains, and never by the control plane that
+    # imports this module for ArtifactLocation and PublishingReporter.
+    from jobs.trainer import run_training
+
     with training_in_progress():  # idle engines on this node stop while it trains (engines.parking)
         result = run_training(spec, reporter, resume_dir)
     if not publish:

@@ -56,3 +56,24 @@ def test_a_layer_imports_no_higher_layer(layer: str) -> None:
 
 def test_the_check_sees_a_higher_import() -> None:
     assert higher_layers_loaded("engines.core", ["engines.core.errors", "gateway.errors"])
+
+
+LIGHT = ["gateway.launcher", "gateway.deployment", "engines.deployment", "jobs.control_plane", "jobs.runner"]
+"""What the launcher, the gateway replicas and the control plane import: Serve pickles a deployment class by
+reference, so a replica imports the module that defines it."""
+HEAVY = ("torch", "vllm", "transformers", "trl", "peft", "datasets", "ray.train")
+HEAVY_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted(m for m in sys.modules if m in HEAVY)))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def test_the_processes_that_do_not_run_models_never_import_the_model_stack() -> None:
+    """Each of these imports cost the platform's start seconds of CPU beside the starting engine; vLLM and the
+    training stack are imported only in the engine's and the trainers' processes."""
+    done = subprocess.run(
+        [sys.executable, "-c", HEAVY_PROBE, *LIGHT], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == []

@@ -10,7 +10,7 @@ from engines.artifacts import ArtifactStore
 from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
 from jobs.progress import CheckpointReport, MetricsReport, Progress
 from jobs.results import StepMetrics
-from jobs.trainer import TrainingResult, TrainingSpec
+from jobs.training_spec import TrainingResult, TrainingSpec
 from jobs.training_state import SavedCheckpoint, save_state
 
 

@@ -17,8 +17,9 @@ from jobs.errors import TrainingCancelled
 from jobs.hyperparameters import resolve_hyperparameters
 from jobs.progress import CheckpointReport, MessageReport, MetricsReport
 from jobs.runner import RayTrainerLauncher, TrainingPlacement
-from jobs.trainer import TrainingSpec, run_training
+from jobs.trainer import run_training
 from jobs.training_host import ArtifactLocation
+from jobs.training_spec import TrainingSpec
 from tests.jobs.test_trainer import Recorder, make_spec
 
 LOSS_TOLERANCE, LEARNED = 0.05, 0.1

@@ -17,7 +17,8 @@ from jobs.data import parse_jsonl
 from jobs.errors import TrainingCancelled
 from jobs.hyperparameters import resolve_hyperparameters
 from jobs.results import StepMetrics, metrics_csv
-from jobs.trainer import TrainingResult, TrainingSpec, run_training
+from jobs.trainer import run_training
+from jobs.training_spec import TrainingResult, TrainingSpec
 
 BASE_ID = "smollm2-135m-instruct"
 FACTS = [

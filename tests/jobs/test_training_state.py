@@ -15,8 +15,9 @@ from engines.core.errors import PlatformError
 from jobs.errors import TrainingPaused
 from jobs.progress import CheckpointReport
 from jobs.results import StepMetrics
-from jobs.trainer import TrainingResult, run_training
+from jobs.trainer import run_training
 from jobs.training_host import PublishingReporter
+from jobs.training_spec import TrainingResult
 from jobs.training_state import (
     PREFIX,
     SavedCheckpoint,
