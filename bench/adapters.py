@@ -30,7 +30,9 @@ def build_adapters(folder: Path, count: int) -> dict[str, Path]:
     return adapters
 
 
-def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, with_ray_serve_llm: bool = True) -> list[Row]:
+def run(
+    work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, with_vllm: bool = True, with_ray_serve_llm: bool = True
+) -> list[Row]:
     adapters = build_adapters(work / "platform" / "adapters", max(MIXES))
     names = list(adapters)
     rows: list[Row] = []
@@ -52,7 +54,9 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, with_ray_se
         with s3_server(work, adapters), ray_serve_llm(8403, work, adapters=True) as server:
             mixes("ray-serve-llm", server.url, round_no, prefix=f"{MODEL_ID}:")
 
-    systems: list[Callable[[int], None]] = [on_platform, on_vllm]
+    systems: list[Callable[[int], None]] = [on_platform]
+    if with_vllm:
+        systems.append(on_vllm)
     if with_ray_serve_llm:
         systems.append(on_ray_serve_llm)
     alternate(systems, rounds)

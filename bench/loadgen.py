@@ -77,6 +77,8 @@ class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
     itl_p50_ms: float | None
     ttfts_ms: list[float] = msgspec.field(default_factory=list)
     """Every request's TTFT, sorted: the report pools them over rounds for an interval (bench.report)."""
+    itls_ms: list[float] = msgspec.field(default_factory=list)
+    """Every request's median inter-token gap, sorted, for the same kind of interval."""
 
 
 class _Sample(msgspec.Struct):
@@ -179,4 +181,5 @@ async def run_load(
         ttft_p95_ms=ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] if ttfts else None,
         itl_p50_ms=statistics.median(gaps) if gaps else None,
         ttfts_ms=[round(ttft, 1) for ttft in ttfts],
+        itls_ms=sorted(round(statistics.median(s.gaps_s) * 1000, 2) for s in samples if s.gaps_s),
     )

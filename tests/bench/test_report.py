@@ -28,11 +28,45 @@ def test_ratios_are_paired_within_rounds() -> None:
         row("vllm-server", 8, 2, 50.0, 700.0),
     ]
     [entry] = report.gateways_summary(rows)
-    assert entry["platform"]["tok_s"] == 60.0 and entry["vllm-server"]["rounds"] == 3
-    assert entry["ratio_vs_vllm-server"] == 1.2  # median of 1.25, 1.0, 1.2
-    assert entry["ttft_delta_vs_vllm-server_ms"] == -50.0  # median of -100, -50, +100
+    assert entry["loop"] == "paced"  # rows from before the loops were kept
+    assert entry["systems"]["platform"]["tok_s"] == 60.0 and entry["systems"]["vllm-server"]["rounds"] == 3
+    assert entry["vs"]["vllm-server"]["ratio"] == 1.2  # median of 1.25, 1.0, 1.2
+    assert entry["vs"]["vllm-server"]["ttft_delta_ms"] == -50.0  # median of -100, -50, +100
     table = report.gateways_table([entry])
-    assert "1.20x" in table and "litellm" not in table
+    assert "| 8 | vllm-server | 50.0 | 950 ms | 10.0 ms | 1.20x | -50 ms | 1.00x |" in table
+    assert "litellm" not in table
+
+
+def test_each_loop_gets_its_table_and_the_noise_floor_its_line() -> None:
+    rows = [
+        row("platform", 8, 0, 180.0, 110.0, loop="unpaced", itl_p50_ms=36.0),
+        row("vllm-bare", 8, 0, 200.0, 100.0, loop="unpaced", itl_p50_ms=40.0),
+        row("vllm-bare-again", 8, 0, 190.0, 104.0, loop="unpaced", itl_p50_ms=41.0),
+        row("platform", 8, 0, 100.0, 300.0, loop="paced"),
+        row("vllm-bare", 8, 0, 100.0, 320.0, loop="paced"),
+    ]
+    unpaced, paced = report.gateways_summary(rows)
+    assert (unpaced["loop"], paced["loop"]) == ("unpaced", "paced")
+    assert unpaced["vs"]["vllm-bare"]["ratio"] == 0.9 and unpaced["vs"]["vllm-bare"]["itl_ratio"] == 0.9
+    assert unpaced["noise"]["ratio"] == 0.95 and "noise" not in paced
+    table = report.gateways_table([unpaced, paced])
+    assert table.index("no pause between requests") < table.index("pausing 0-0.3 s")
+    assert "| 8 | vllm-bare | 200.0 | 100 ms | 40.0 ms | 0.90x | 10 ms | 0.90x |" in table
+    assert "Noise floor (the bare server against a second start of itself, same round): c=8: 0.95x tok/s" in table
+
+
+def test_startup_table_pairs_starts_within_a_round() -> None:
+    rows = [
+        {"scenario": "start-up", "system": "platform", "round": 0, "ready_s": 36.0},
+        {"scenario": "start-up", "system": "vllm-bare", "round": 0, "ready_s": 24.0},
+        {"scenario": "start-up", "system": "platform", "round": 1, "ready_s": 30.0},
+        {"scenario": "start-up", "system": "vllm-bare", "round": 1, "ready_s": 25.0},
+        {"scenario": "start-up", "system": "platform-recovery", "round": 0, "recovered_s": 22.0},
+        {"scenario": "start-up", "system": "platform-recovery", "round": 1, "recovered_s": 26.0},
+    ]
+    table = report.startup_table(rows)
+    assert "| `make run` (set up) to `/health` 200 | 33.0 s | 1.35x | 2 |" in table  # median of 1.5 and 1.2
+    assert "| engine replica SIGKILLed to the next answered chat | 24.0 s | - | 2 |" in table
 
 
 def test_adapter_ratio_against_base_only_of_the_same_system_and_round() -> None:
@@ -69,10 +103,10 @@ def test_interval_only_where_both_systems_kept_samples() -> None:
         row("litellm-proxy", 32, 0, 70.0, 1000.0),  # a row from before samples were kept
     ]
     [entry] = report.gateways_summary(rows)
-    assert "ttft_delta_vs_vllm-server_interval_ms" in entry
-    assert "ttft_delta_vs_litellm-proxy_interval_ms" not in entry
+    assert "ttft_delta_interval_ms" in entry["vs"]["vllm-server"]
+    assert "ttft_delta_interval_ms" not in entry["vs"]["litellm-proxy"]
     table = report.gateways_table([entry])
-    assert "(0 ms TTFT, 95 % " in table and "(0 ms TTFT)" in table
+    assert "| 0 ms, 95 % " in table and "| 0 ms |" in table
 
 
 def test_artifact_store_table_has_the_medians_of_each_measure() -> None:
