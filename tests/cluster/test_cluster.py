@@ -35,10 +35,11 @@ pytestmark = [
 TRAINED: dict[str, str] = {}  # the first test's model, which knows the code
 # No dropout: each data-parallel rank draws its own dropout masks, which set the two-worker run's loss 7 % apart
 # from one worker's at a loss of 0.19 in one run; without them both compute the same gradients up to the order of
-# floating-point sums, and the comparison below tests data parallelism, not dropout noise.
+# floating-point sums (the two runs' 12 losses then agreed to 4 decimals, 3.3165 down to 0.0020), so every step is
+# compared, the memorised ones too, and the comparison tests data parallelism, not dropout noise.
 HYPERPARAMETERS = {"n_epochs": 2, "batch_size": 8, "learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0}
 SEED = 7
-LOSS_TOLERANCE, LEARNED = 0.05, 0.1  # see tests/jobs/test_data_parallel.py
+LOSS_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +242,7 @@ def test_two_engine_replicas_on_two_hosts_both_serve_and_each_host_downloads_an_
 
     downloads = cluster.s3_requests.adapter_downloads()
     assert downloads and max(downloads.values()) == 1, downloads  # per host and adapter, over every test so far
-    print(f"\nengine CPU seconds for 16 base requests: head {busy[0]:.1f}, worker {busy[1]:.1f}")
+    print(f"\nengine CPU seconds for 32 base requests: head {busy[0]:.1f}, worker {busy[1]:.1f}")
     print(f"adapter downloads (host, digest): {dict(downloads)}")
 
 
@@ -298,10 +299,7 @@ def test_two_workers_on_two_hosts_train_one_job_as_one_worker_does(cluster: Clus
     for step in sorted(one):
         print(f"{step}: {one[step]:.4f} / {two[step]:.4f}")
     for step in one:
-        if one[step] >= LEARNED:
-            assert abs(two[step] - one[step]) <= LOSS_TOLERANCE * one[step], (step, one, two)
-        else:
-            assert two[step] < LEARNED, (step, one, two)
+        assert abs(two[step] - one[step]) <= LOSS_TOLERANCE * one[step], (step, one, two)
     model = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
     assert model is not None
     answer = ask(client, model).choices[0].message.content
