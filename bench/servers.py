@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -42,7 +43,8 @@ class Server:
         self.ready_path = ready_path
         self.process: subprocess.Popen[bytes] | None = None
         self.started_in_s = 0.0
-        self.signal_group = False
+        self.signal_children = False
+        """Stop the process's children (the command `make` runs), not the process itself."""
 
     @property
     def url(self) -> str:
@@ -79,8 +81,9 @@ class Server:
     def __exit__(self, *_: object) -> None:
         assert self.process is not None
         if self.process.poll() is None:
-            if self.signal_group:  # `make` does not pass a SIGTERM on to the command it runs
-                os.killpg(self.process.pid, signal.SIGTERM)
+            if self.signal_children:  # `make` does not pass a SIGTERM on to the command it runs
+                for child in psutil.Process(self.process.pid).children():
+                    child.send_signal(signal.SIGTERM)
             else:
                 self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):

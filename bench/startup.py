@@ -24,7 +24,7 @@ def make_run(port: int, work: Path) -> Server:
     """The platform as a user starts it: `make run`, with the environment bench.servers.platform gives."""
     server = platform(port, work, name="platform-make-run")
     server.command = ["make", "--no-print-directory", "run"]
-    server.signal_group = True
+    server.signal_children = True
     return server
 
 
