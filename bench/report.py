@@ -66,13 +66,12 @@ def ttft_difference_interval(
     return differences[int(0.025 * resamples)], differences[int(0.975 * resamples) - 1]
 
 
-def _comparison(rows: list[Row], system: str, peer: str, key: tuple) -> dict[str, Any]:
-    """`system` against `peer` at one (loop, concurrency): median per-round ratios of tok/s and ITL p50, the median
-    TTFT p50 difference, and a 95 % interval for it where both kept per-request samples."""
-    keys = ("loop", "concurrency")
+def _comparison(level: list[Row], system: str, peer: str) -> dict[str, Any]:
+    """`system` against `peer` in the rows of one (loop, concurrency): median per-round ratios of tok/s and ITL p50,
+    the median TTFT p50 difference, and a 95 % interval for it where both kept per-request samples."""
 
     def pairs(field: str) -> list[tuple[Any, Any]]:
-        return _paired(rows, system, peer, field, keys).get(key, [])
+        return _paired(level, system, peer, field, ()).get((), [])
 
     tok, ttft, itl = pairs("output_tokens_per_s"), pairs("ttft_p50_ms"), pairs("itl_p50_ms")
     if not tok:
@@ -109,9 +108,9 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
                 "rounds": len(group),
             }
         for peer in PEERS:
-            if comparison := _comparison(rows, "platform", peer, (loop, concurrency)):
+            if comparison := _comparison(level, "platform", peer):
                 entry["vs"][peer] = comparison
-        if noise := _comparison(rows, *NOISE, (loop, concurrency)):
+        if noise := _comparison(level, *NOISE):
             entry["noise"] = noise
         summary.append(entry)
     return summary
@@ -325,9 +324,21 @@ def startup_table(rows: list[Row]) -> str:
 
 def profile_table(rows: list[Row]) -> str:
     rows = [row for row in rows if row["scenario"] == "profile"]
+    sampled = [row for row in rows if "folder" in row]
     lines = ["| system | tok/s while sampled (unpaced c=8) | samples and summary |", "|---|---|---|"]
-    for row in sorted(rows, key=lambda row: (row["system"], row["round"])):
+    for row in sorted(sampled, key=lambda row: (row["system"], row["round"])):
         folder = Path(row["folder"])
         link = f"bench/results/profiles/{folder.name}/{row['system']}-summary.md"
         lines.append(f"| {row['system']} | {_fmt(row['tok_s_while_sampled'])} | `{link}` |")
+    for ops in (row for row in rows if row["system"] == "lora-ops"):
+        lines += [
+            "",
+            f"One decode step of {ops['tokens']} tokens over {ops['adapters']} rank-{ops['rank']} adapters "
+            f"({ops['adapter_mb']} MB of weights), one thread:",
+            "",
+            "| LoRA products as the engine runs them | reading the adapters' weights once | the base model's linears |",
+            "|---|---|---|",
+            f"| {_fmt(ops['lora_ms'], 1, ' ms')} | {_fmt(ops['read_floor_ms'], 1, ' ms')} "
+            f"| {_fmt(ops['base_linear_ms'], 1, ' ms')} |",
+        ]
     return "\n".join(lines) + "\n"
