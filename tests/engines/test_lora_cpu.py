@@ -7,7 +7,7 @@ import torch
 from vllm.lora.layers.utils import LoRAMapping
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
-from engines.lora_cpu import GROUPED_MIN_TOKENS, GroupedPunicaWrapperCPU
+from engines.lora_cpu import OWN_PRODUCTS_MIN_TOKENS, GroupedPunicaWrapperCPU
 
 MAX_LORAS, MAX_RANK, IN = 4, 16, 24
 SLICES = (20, 12, 12)  # a merged q/k/v projection
@@ -59,7 +59,14 @@ CASES = {
     "decode, one token per adapter": ({0: 8, 1: 8, 2: 8}, [0, 1, 2, -1, 1]),
     "decode, mixed ranks": ({0: 4, 1: 16, 3: 8}, [3, -1, 1, 0, 0, 1]),
     "one adapter": ({2: 8}, [2, 2, -1, 2]),
-    "prefill, rows not contiguous": ({0: 8, 1: 4}, [0] * GROUPED_MIN_TOKENS + [1] * GROUPED_MIN_TOKENS + [0, -1] * 40),
+    "prefill, rows not contiguous": (
+        {0: 8, 1: 4},
+        [0] * OWN_PRODUCTS_MIN_TOKENS + [1] * OWN_PRODUCTS_MIN_TOKENS + [0, -1] * 40,
+    ),
+    "a prefill beside decode tokens of other adapters": (
+        {0: 8, 1: 4, 2: 16},
+        [0] * OWN_PRODUCTS_MIN_TOKENS + [1, 2, -1, 2, 0],
+    ),
     "base model only": ({0: 8}, [-1, -1, -1]),
 }
 
