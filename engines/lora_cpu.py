@@ -3,16 +3,18 @@
 vLLM's CPU punica ops gather each token's whole adapter matrices (`weights[token_slot]`, padded to
 MAX_LORA_RANK) before a batched matvec: a 40-token prompt copies its adapter 40 times, in every layer.
 Mixed-adapter traffic ran at about half the base model's speed. Here each linear layer keeps, per set of
-loaded adapters, their As stacked [adapters, in, slices x rank] and their Bs [adapters, slices x rank, out],
-block-diagonal over the output slices (q, k, v), padded only to the largest rank among them:
+loaded adapters, their As stacked [adapters, in, slices x rank] and their Bs per output slice (q, k, v)
+[adapters, rank, size], padded only to the largest rank among them:
 
 - few tokens over several adapters (decode): each adapter's tokens are placed side by side (zero rows where an
-  adapter has fewer than the busiest one), two batched products follow, and the results are added back to
-  their tokens' rows. Each adapter's weights are read once and only its own tokens are multiplied. With eight
-  rank-8 adapters among eight tokens, on one core with the default model's layers (bench.lora_floor): 7.4 ms
-  per step, where one product over every adapter for every token, masked to each token's own, cost 9.5 ms
-  (12.7 ms with the block-diagonal B); reading the weights once takes 2.5 ms, the base's linears 41 ms;
-- an adapter with many tokens in the step (a prefill), or alone in it: `y[rows] += (x[rows] @ A) @ B`.
+  adapter has fewer than the busiest one), batched products follow (one for the As, one per slice for the
+  Bs), and the results are added back to their tokens' rows. Each adapter's weights are read once and only
+  its own tokens are multiplied. With eight rank-8 adapters among eight tokens, on one core with the default
+  model's layers (bench.lora_floor): 6 ms per step, where one product over every adapter for every token,
+  masked to each token's own, cost 9.5 ms (12.7 ms with a block-diagonal B, two thirds zeros for q/k/v);
+  reading the weights once takes 2.5 ms, the base model's linears 41 ms;
+- an adapter with many tokens in the step (a prefill), or alone in it: `y[rows] += (x[rows] @ A) @ B`, with B
+  block-diagonal over the slices (two products of its own).
 
 The LM head is the other cost. vLLM wraps it for adapters that train `lm_head`, and its CPU op gathers a
 [vocabulary x rank] matrix for every sampled token on every step, adapter or not: 37 % of the model worker's
@@ -72,8 +74,25 @@ class LayerWeights:
 
     a: torch.Tensor
     """[adapters, in, slices x rank]: each adapter's As side by side."""
-    b: torch.Tensor
-    """[adapters, slices x rank, out]: each adapter's Bs, block-diagonal over the slices."""
+    b_slices: tuple[torch.Tensor, ...]
+    """Per output slice, [adapters, rank, size]: the batched products read only these (a block-diagonal B
+    is two thirds zeros for q/k/v: 4.5 against 2 ms per step for eight adapters)."""
+    b_blocks: torch.Tensor | None = None
+    """[adapters, slices x rank, out]: each adapter's Bs, block-diagonal over the slices, for an adapter's own
+    products (one product instead of one per slice); built on first use."""
+
+    def blocks(self) -> torch.Tensor:
+        if len(self.b_slices) == 1:
+            return self.b_slices[0]
+        if self.b_blocks is None:
+            adapters, rank = self.a.shape[0], self.b_slices[0].shape[1]
+            sizes = [b_slice.shape[2] for b_slice in self.b_slices]
+            self.b_blocks = self.a.new_zeros(adapters, len(sizes) * rank, sum(sizes))
+            offset = 0
+            for index, b_slice in enumerate(self.b_slices):
+                self.b_blocks[:, index * rank : (index + 1) * rank, offset : offset + sizes[index]] = b_slice
+                offset += sizes[index]
+        return self.b_blocks
 
 
 @dataclass
@@ -179,7 +198,7 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         x = x.to(out.dtype)
         for slot, rows in plan.own_products:
             position = plan.layout.position(slot)
-            delta = (x[rows] @ weights.a[position]) @ weights.b[position]
+            delta = (x[rows] @ weights.a[position]) @ weights.blocks()[position]
             if isinstance(rows, slice):
                 out[rows].add_(delta, alpha=scale)
             else:
@@ -190,7 +209,13 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         source = torch.nn.functional.pad(x, (0, 0, 0, 1)) if plan.padded else x
         placed = source.index_select(0, plan.gather).view(len(plan.layout.slots), plan.places, -1)
         hidden = torch.bmm(placed, weights.a)
-        delta = torch.bmm(hidden, weights.b).view(-1, out.shape[1])
+        if len(weights.b_slices) == 1:
+            delta = torch.bmm(hidden, weights.b_slices[0])
+        else:
+            rank = plan.layout.rank
+            parts = [torch.bmm(hidden[:, :, i * rank : (i + 1) * rank], b) for i, b in enumerate(weights.b_slices)]
+            delta = torch.cat(parts, dim=2)
+        delta = delta.view(-1, out.shape[1])
         out.index_add_(0, plan.scatter, delta, alpha=scale)
 
     def add_lora_logits(
@@ -233,13 +258,11 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
             assert self.layout is not None
             slots, rank = list(self.layout.slots), self.layout.rank
             a = torch.cat([lora_a[slots, 0, :rank].transpose(1, 2) for lora_a in lora_a_stacked], dim=2)
-            b = a.new_zeros(len(slots), len(output_slices) * rank, sum(output_slices), dtype=dtype)
-            offset = 0
-            for index, (lora_b, size) in enumerate(zip(lora_b_stacked, output_slices, strict=True)):
-                block = lora_b[slots, 0, :size, :rank].transpose(1, 2)
-                b[:, index * rank : (index + 1) * rank, offset : offset + size] = block
-                offset += size
-            self.weights[key] = LayerWeights(a.to(dtype).contiguous(), b)
+            b_slices = tuple(
+                lora_b[slots, 0, :size, :rank].transpose(1, 2).to(dtype).contiguous()
+                for lora_b, size in zip(lora_b_stacked, output_slices, strict=True)
+            )
+            self.weights[key] = LayerWeights(a.to(dtype).contiguous(), b_slices)
         return self.weights[key]
 
 
