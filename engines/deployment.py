@@ -23,7 +23,7 @@ from engines.core.logs import configure_logging
 from engines.default_model import on_this_node
 from engines.errors import AdapterLoadError
 from engines.parking import EngineParking
-from engines.protocol import GenerateChunk, GenerateRequest
+from engines.protocol import GenerateChunk, GenerateRequest, TokenizeRequest, TokenizeResult
 
 if TYPE_CHECKING:
     from vllm.lora.request import LoRARequest
@@ -148,6 +148,16 @@ class EngineDeployment:
                 f"The adapter model '{name}' could not be loaded: {exc}", param="model", code="adapter_load_failed"
             ) from None
         return lora
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """The tokenizer lives in this process: a parked engine need not wake."""
+        return self.engine.tokenize(request)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return self.engine.detokenize(tokens)
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return self.engine.tokenizer_info()
 
     async def stats(self) -> dict[str, Any]:
         await self.engine.check_health()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import msgspec
 import structlog
 from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
@@ -25,7 +27,10 @@ from engines.protocol import (
     ChoiceDelta,
     GenerateChunk,
     GenerateRequest,
+    PromptEcho,
     SamplingOptions,
+    TokenizeRequest,
+    TokenizeResult,
     TokenLogprob,
     TopLogprob,
 )
@@ -70,6 +75,14 @@ class ChatEngine:
         return cls(config, llm)
 
     def render_prompt(self, request: GenerateRequest) -> list[int]:
+        if isinstance(request.prompt, list):
+            self._check_token_ids(request.prompt, "prompt")
+            return request.prompt
+        if request.prompt is not None:
+            # An empty prompt starts from the beginning of a document, as OpenAI's do.
+            return list(self.tokenizer.encode(request.prompt)) or [
+                self.tokenizer.bos_token_id or self.tokenizer.eos_token_id
+            ]
         try:
             ids = self.tokenizer.apply_chat_template(
                 request.messages,
@@ -82,21 +95,68 @@ class ChatEngine:
             raise InvalidRequestError(f"The messages could not be rendered: {exc}", param="messages") from None
         return list(ids)
 
-    def sampling_params(self, options: SamplingOptions, prompt_tokens: int) -> SamplingParams:
+    def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        if request.messages is not None:
+            if request.add_generation_prompt and request.continue_final_message:
+                raise InvalidRequestError(
+                    "'add_generation_prompt' and 'continue_final_message' cannot both be true.",
+                    param="continue_final_message",
+                )
+            try:
+                ids = self.tokenizer.apply_chat_template(
+                    request.messages,
+                    tools=request.tools,
+                    add_generation_prompt=request.add_generation_prompt,
+                    continue_final_message=request.continue_final_message,
+                    tokenize=True,
+                    return_dict=False,
+                )
+            except Exception as exc:
+                raise InvalidRequestError(f"The messages could not be rendered: {exc}", param="messages") from None
+        else:
+            ids = self.tokenizer.encode(request.prompt or "", add_special_tokens=request.add_special_tokens)
+        ids = list(ids)
+        strs = list(self.tokenizer.convert_ids_to_tokens(ids)) if request.return_token_strs else None
+        return TokenizeResult(tokens=ids, token_strs=strs, max_model_len=self.config.max_model_len)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        self._check_token_ids(tokens, "tokens")
+        return self.tokenizer.decode(tokens)
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        """The tokenizer's configuration as vLLM's /tokenizer_info gives it (tokenizer_config.json's fields)."""
+        config = {
+            key: value.content if hasattr(value, "content") else value
+            for key, value in (getattr(self.tokenizer, "init_kwargs", None) or {}).items()
+            if key not in ("vocab_file", "merges_file", "tokenizer_file", "name_or_path")
+        }
+        info = msgspec.to_builtins(config, enc_hook=str)
+        info["tokenizer_class"] = type(self.tokenizer).__name__
+        if getattr(self.tokenizer, "chat_template", None):
+            info["chat_template"] = self.tokenizer.chat_template
+        return info
+
+    def _check_token_ids(self, tokens: list[int], param: str) -> None:
+        vocabulary = len(self.tokenizer)
+        if any(not 0 <= token < vocabulary for token in tokens):
+            raise InvalidRequestError(f"Invalid '{param}': token ids must be between 0 and {vocabulary - 1}.", param=param)
+
+    def sampling_params(self, options: SamplingOptions, prompt_tokens: int, *, source: str = "messages") -> SamplingParams:
+        """`source` names what the prompt came from (`messages` or `prompt`) in context-length errors."""
         limit = self.config.max_model_len
         if prompt_tokens >= limit:
             raise InvalidRequestError(
-                f"This model's maximum context length is {limit} tokens. However, your messages "
-                f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
-                param="messages",
+                f"This model's maximum context length is {limit} tokens. However, your {source} "
+                f"resulted in {prompt_tokens} tokens. Please reduce the length of the {source}.",
+                param=source,
                 code="context_length_exceeded",
             )
         max_tokens = options.max_tokens if options.max_tokens is not None else limit - prompt_tokens
         if prompt_tokens + max_tokens > limit:
             raise InvalidRequestError(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in "
-                "the completion). Please reduce the length of the messages or completion.",
+                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the {source}, {max_tokens} in "
+                f"the completion). Please reduce the length of the {source} or completion.",
                 param="max_tokens",
                 code="context_length_exceeded",
             )
@@ -110,7 +170,8 @@ class ChatEngine:
         try:
             return SamplingParams(
                 n=options.n,
-                max_tokens=max_tokens,
+                # An echo of the prompt alone (max_tokens 0) still runs one step, whose token is dropped.
+                max_tokens=max(max_tokens, 1),
                 temperature=1.0 if greedy_fan_out else options.temperature,
                 top_k=1 if greedy_fan_out else 0,
                 top_p=options.top_p,
@@ -120,6 +181,7 @@ class ChatEngine:
                 frequency_penalty=options.frequency_penalty,
                 logit_bias=options.logit_bias,
                 logprobs=options.logprobs,
+                prompt_logprobs=options.prompt_logprobs,
                 ignore_eos=options.ignore_eos,
                 structured_outputs=structured,
                 output_kind=RequestOutputKind.DELTA,
@@ -129,15 +191,27 @@ class ChatEngine:
 
     async def generate(self, request: GenerateRequest, lora: LoRARequest | None = None) -> AsyncIterator[GenerateChunk]:
         prompt_ids = self.render_prompt(request)
-        params = self.sampling_params(request.sampling, len(prompt_ids))
+        source = "messages" if request.prompt is None else "prompt"
+        params = self.sampling_params(request.sampling, len(prompt_ids), source=source)
         prompt = TokensPrompt(prompt_token_ids=prompt_ids)
+        prompt_only = request.sampling.max_tokens == 0
+        echo = self._echo(request, prompt_ids) if request.echo else None
         self.running += 1
         try:
             async for output in self.llm.generate(prompt, params, request.request_id, lora_request=lora):
-                yield GenerateChunk(
-                    prompt_tokens=len(prompt_ids),
-                    choices=[self._delta(choice, request.sampling.logprobs) for choice in output.outputs],
-                )
+                if echo is not None and request.sampling.prompt_logprobs is not None and output.prompt_logprobs:
+                    tokens, logprobs = self._prompt_logprobs(prompt_ids, output.prompt_logprobs, request.sampling)
+                    echo = msgspec.structs.replace(echo, tokens=tokens, logprobs=logprobs)
+                if prompt_only:
+                    choices = [
+                        ChoiceDelta(index=choice.index, text="", tokens=0, finish_reason="length")
+                        for choice in output.outputs
+                        if choice.finish_reason is not None
+                    ]
+                else:
+                    choices = [self._delta(choice, request.sampling.logprobs) for choice in output.outputs]
+                yield GenerateChunk(prompt_tokens=len(prompt_ids), choices=choices, prompt=echo)
+                echo = None
         except (asyncio.CancelledError, GeneratorExit):
             self.aborted += 1
             log.info("request_aborted", request_id=request.request_id)
@@ -148,6 +222,24 @@ class ChatEngine:
             raise EngineUnavailableError("The engine stopped; the request can be retried.") from None
         finally:
             self.running -= 1
+
+    def _echo(self, request: GenerateRequest, prompt_ids: list[int]) -> PromptEcho:
+        text = request.prompt if isinstance(request.prompt, str) else self.tokenizer.decode(prompt_ids)
+        return PromptEcho(text=text)
+
+    def _prompt_logprobs(
+        self, prompt_ids: list[int], entries: list[Any], sampling: SamplingOptions
+    ) -> tuple[list[str], list[TokenLogprob | None]]:
+        """Each prompt token's text, and its logprob with the most likely alternatives; vLLM gives None for the
+        first token (nothing precedes it)."""
+        wanted = sampling.prompt_logprobs or 0
+        tokens, logprobs = [], []
+        for position, token_id in enumerate(prompt_ids):
+            candidates = entries[position] if position < len(entries) else None
+            entry = None if candidates is None else self._token_logprob(token_id, candidates, wanted)
+            tokens.append(entry.token if entry is not None else self._token_text(None, token_id))
+            logprobs.append(entry)
+        return tokens, logprobs
 
     def _delta(self, choice: CompletionOutput, top_logprobs: int | None) -> ChoiceDelta:
         logprobs = None
@@ -162,21 +254,19 @@ class ChatEngine:
         )
 
     def _logprobs(self, choice: CompletionOutput, wanted: int) -> list[TokenLogprob]:
-        entries = []
-        for token_id, candidates in zip(choice.token_ids, choice.logprobs or [], strict=False):
-            sampled = candidates[token_id]
-            top = sorted(
-                (c for c in candidates.values() if c.rank is not None and c.rank <= wanted),
-                key=lambda c: c.rank,
-            )
-            entries.append(
-                TokenLogprob(
-                    token=self._token_text(sampled.decoded_token, token_id),
-                    logprob=_finite(sampled.logprob),
-                    top=[TopLogprob(self._token_text(c.decoded_token, None), _finite(c.logprob)) for c in top],
-                )
-            )
-        return entries
+        return [
+            self._token_logprob(token_id, candidates, wanted)
+            for token_id, candidates in zip(choice.token_ids, choice.logprobs or [], strict=False)
+        ]
+
+    def _token_logprob(self, token_id: int, candidates: dict[int, Any], wanted: int) -> TokenLogprob:
+        sampled = candidates[token_id]
+        top = sorted((c for c in candidates.values() if c.rank is not None and c.rank <= wanted), key=lambda c: c.rank)
+        return TokenLogprob(
+            token=self._token_text(sampled.decoded_token, token_id),
+            logprob=_finite(sampled.logprob),
+            top=[TopLogprob(self._token_text(c.decoded_token, None), _finite(c.logprob)) for c in top],
+        )
 
     def _token_text(self, decoded: str | None, token_id: int | None) -> str:
         if decoded is not None:

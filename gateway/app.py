@@ -20,9 +20,11 @@ from gateway.errors import handle_exception
 from gateway.limits import Limiter, LocalLimiter
 from gateway.observability import AccessLogMiddleware
 from gateway.requests import PlatformRequest
-from gateway.routes import chat, files, fine_tuning, health, models, seed
+from gateway.routes import chat, completions, files, fine_tuning, health, models, responses, seed, tokenize
 from gateway.services import Services
 from gateway.serving.chat import ChatService
+from gateway.serving.completions import CompletionService
+from gateway.serving.responses import ResponseService
 
 API_VERSION = "0.1.0"
 
@@ -39,6 +41,11 @@ ROUTES = [
     models.list_models,
     models.retrieve_model,
     chat.create_chat_completion,
+    completions.create_completion,
+    responses.create_response,
+    tokenize.tokenize,
+    tokenize.detokenize,
+    tokenize.tokenizer_info,
     files.upload_file,
     files.list_files,
     files.retrieve_file,
@@ -75,9 +82,9 @@ def create_app(settings: Settings, engine: EngineClient, services: Services, lim
     """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process."""
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
         limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
-    chat_service = ChatService(
-        engine, services.models, max_n=settings.max_n, limiter=limiter if settings.rate_limit_tpm else None
-    )
+    token_limiter = limiter if settings.rate_limit_tpm else None
+    chat_service = ChatService(engine, services.models, max_n=settings.max_n, limiter=token_limiter)
+    completion_service = CompletionService(engine, services.models, max_n=settings.max_n, limiter=token_limiter)
     middleware: list[Middleware] = [
         AccessLogMiddleware,
         DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings)),
@@ -88,6 +95,8 @@ def create_app(settings: Settings, engine: EngineClient, services: Services, lim
         "engine": engine,
         "models": services.models,
         "chat": chat_service,
+        "completions": completion_service,
+        "responses": ResponseService(chat_service),
         "files": services.files,
         "fine_tuning": services.fine_tuning,
     }

@@ -14,7 +14,7 @@ from ray.serve.handle import DeploymentHandle
 
 from engines.core.errors import PlatformError
 from engines.errors import EngineUnavailableError
-from engines.protocol import GenerateChunk, GenerateRequest
+from engines.protocol import GenerateChunk, GenerateRequest, TokenizeRequest, TokenizeResult
 
 
 class EngineClient(Protocol):
@@ -25,6 +25,12 @@ class EngineClient(Protocol):
     async def stats(self) -> dict[str, Any]:
         """Health and load of an engine replica; raises EngineUnavailableError when none answers."""
         ...
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult: ...
+
+    async def detokenize(self, tokens: list[int]) -> str: ...
+
+    async def tokenizer_info(self) -> dict[str, Any]: ...
 
 
 class RayEngineClient:
@@ -49,6 +55,21 @@ class RayEngineClient:
                 # that never reached a replica re-raises its own failure here, which is already on its way up.
                 with contextlib.suppress(Exception):
                     responses.cancel()
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        return await self._call("tokenize", request)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return await self._call("detokenize", tokens)
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return await self._call("tokenizer_info")
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self._handle, method).remote(*args)
+        except Exception as exc:
+            raise _engine_error(exc) from None
 
     async def stats(self) -> dict[str, Any]:
         try:

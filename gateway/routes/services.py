@@ -10,11 +10,15 @@ from litestar.params import Dependency
 from gateway.engine_client import EngineClient
 from gateway.jobs_client import JobsAPI
 from gateway.serving.chat import ChatService
+from gateway.serving.completions import CompletionService
 from gateway.serving.models import ModelCatalog
+from gateway.serving.responses import ResponseService
 from jobs.files import FileService
 
 Engine = Annotated[EngineClient, Dependency(skip_validation=True)]
 Chat = Annotated[ChatService, Dependency(skip_validation=True)]
+Completions = Annotated[CompletionService, Dependency(skip_validation=True)]
+Responses = Annotated[ResponseService, Dependency(skip_validation=True)]
 Models = Annotated[ModelCatalog, Dependency(skip_validation=True)]
 Files = Annotated[FileService, Dependency(skip_validation=True)]
 FineTuning = Annotated[JobsAPI, Dependency(skip_validation=True)]

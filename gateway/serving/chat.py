@@ -61,6 +61,22 @@ class ChatService:
     ) -> ChatCompletion | AsyncIterator[bytes]:
         """A completion object, or for `stream: true` an iterator of SSE bytes. Errors before the first
         token raise here, so they are answered with a proper status instead of inside a 200 stream."""
+        run, first, chunks = await self._start(body, log, owner)
+        if run.plan.stream:
+            return run.sse(first, chunks)
+        return await run.completion(first, chunks)
+
+    async def chunks(
+        self, body: ChatCompletionRequest, log: RequestLog, *, owner: str
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """A streamed completion's chunk objects, the last one with the usage, for APIs built on chat (whatever
+        `body.stream` says). Errors before the first token raise here, later ones from the iterator."""
+        run, first, chunks = await self._start(body, log, owner)
+        return run.chunk_objects(first, chunks)
+
+    async def _start(
+        self, body: ChatCompletionRequest, log: RequestLog, owner: str
+    ) -> tuple[_Run, GenerateChunk | None, AsyncIterator[GenerateChunk]]:
         log.model = body.model
         adapter = await self.models.resolve(body.model, owner)
         plan = plan_chat(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
@@ -75,10 +91,7 @@ class ChatService:
         except StopAsyncIteration:
             first = None
         log.first_token_at = time.monotonic()
-        run = _Run(plan, log, self._charge(owner))
-        if plan.stream:
-            return run.sse(first, chunks)
-        return await run.completion(first, chunks)
+        return _Run(plan, log, self._charge(owner)), first, chunks
 
     def _charge(self, owner: str) -> Callable[[int], Awaitable[None]]:
         async def charge(tokens: int) -> None:
@@ -161,27 +174,32 @@ class _Run:
             ]
         return None
 
-    async def sse(self, first: GenerateChunk | None, rest: AsyncIterator[GenerateChunk]) -> AsyncIterator[bytes]:
+    async def chunk_objects(
+        self, first: GenerateChunk | None, rest: AsyncIterator[GenerateChunk]
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """The role, then the choices' deltas, then a chunk with no choices and the usage."""
         forced_tools = self.plan.tool_mode in ("named", "required")
-        yield self._event([ChunkChoice(index=i, delta=Delta(role="assistant", content="")) for i in self.choices])
+        yield self._chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content="")) for i in self.choices])
         chunks = [first] if first is not None else []
+        async for chunk in _chain(chunks, rest):
+            self.absorb(chunk)
+            out = [choice for delta in chunk.choices if (choice := self._chunk_choice(delta, forced_tools))]
+            if out:
+                yield self._chunk(out)
+        await self.charge(self.usage().total_tokens)
+        yield self._chunk([], usage=self.usage())
+
+    async def sse(self, first: GenerateChunk | None, rest: AsyncIterator[GenerateChunk]) -> AsyncIterator[bytes]:
         try:
-            async for chunk in _chain(chunks, rest):
-                self.absorb(chunk)
-                out = [choice for delta in chunk.choices if (choice := self._chunk_choice(delta, forced_tools))]
-                if out:
-                    yield self._event(out)
+            async for chunk in self.chunk_objects(first, rest):
+                if chunk.choices or self.plan.include_usage:
+                    yield b"data: " + _encoder.encode(chunk) + b"\n\n"
         except Exception as exc:
             # The status line is long sent: the failure goes in the stream, as OpenAI's API does, and the
             # stream still ends with [DONE] so no client waits for more.
             error = as_platform_error(exc)
             self.log.status = error.status_code
             yield b"data: " + envelope(error) + b"\n\n"
-            yield b"data: [DONE]\n\n"
-            return
-        await self.charge(self.usage().total_tokens)
-        if self.plan.include_usage:
-            yield self._event([], usage=self.usage())
         yield b"data: [DONE]\n\n"
 
     def _chunk_choice(self, delta: ChoiceDelta, forced_tools: bool) -> ChunkChoice | None:
@@ -210,11 +228,12 @@ class _Run:
             return None
         return ChunkChoice(index=delta.index, delta=Delta(content=delta.text), finish_reason=finish, logprobs=logprobs)
 
-    def _event(self, choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
+    def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.plan.model, choices=choices)
-        if self.plan.include_usage:
+        # With include_usage every chunk has the field (null but on the last), as OpenAI sends it.
+        if self.plan.include_usage or usage is not None:
             chunk = msgspec.structs.replace(chunk, usage=usage)
-        return b"data: " + _encoder.encode(chunk) + b"\n\n"
+        return chunk
 
 
 async def _chain(head: list[GenerateChunk], rest: AsyncIterator[GenerateChunk]) -> AsyncIterator[GenerateChunk]:

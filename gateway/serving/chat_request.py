@@ -70,7 +70,7 @@ def plan_chat(body: ChatCompletionRequest, *, request_id: str, adapter: Adapter 
         seed=body.seed,
         presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0,
-        logit_bias=_logit_bias(body.logit_bias),
+        logit_bias=logit_bias(body.logit_bias),
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         ignore_eos=body.ignore_eos,
         json_schema=schema,
@@ -78,7 +78,7 @@ def plan_chat(body: ChatCompletionRequest, *, request_id: str, adapter: Adapter 
     )
     request = GenerateRequest(
         request_id=request_id,
-        messages=[_template_message(i, message) for i, message in enumerate(body.messages)],
+        messages=[template_message(i, message) for i, message in enumerate(body.messages)],
         sampling=sampling,
         tools=tools,
         adapter=adapter,
@@ -133,7 +133,7 @@ def _parameters(schema: dict[str, Any] | None) -> dict[str, Any]:
     return schema if schema else {"type": "object", "properties": {}}
 
 
-def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
+def logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
     if not bias:
         return None
     try:
@@ -146,7 +146,7 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
         ) from None
 
 
-def _template_message(index: int, message: Message) -> dict[str, Any]:
+def template_message(index: int, message: Message) -> dict[str, Any]:
     """A message as Hugging Face chat templates expect it: string content, tool calls with dict arguments."""
     if isinstance(message, SystemMessage | DeveloperMessage):
         return {"role": "system", "content": _text(index, message.content)}

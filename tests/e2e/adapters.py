@@ -53,3 +53,16 @@ def reference_greedy(adapter: Path | None, messages: list[dict], tokens: int) ->
             steps.append((tokenizer.decode([token]), float(logprobs[token])))
             ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
     return steps
+
+
+def reference_prompt_logprobs(adapter: Path | None, ids: list[int]) -> list[float]:
+    """Each prompt token's logprob given the tokens before it (from the second token on), computed by
+    transformers + PEFT: what an echoed prompt's `token_logprobs` must hold."""
+    from peft import PeftModel
+
+    model = AutoModelForCausalLM.from_pretrained(BASE_DIR, dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0], dim=-1)
+    return [float(logprobs[position - 1, token]) for position, token in enumerate(ids) if position > 0]

@@ -7,7 +7,16 @@ from typing import Any
 
 from engines.core.errors import PlatformError
 from engines.errors import EngineUnavailableError
-from engines.protocol import ChoiceDelta, GenerateChunk, GenerateRequest, TokenLogprob, TopLogprob
+from engines.protocol import (
+    ChoiceDelta,
+    GenerateChunk,
+    GenerateRequest,
+    PromptEcho,
+    TokenizeRequest,
+    TokenizeResult,
+    TokenLogprob,
+    TopLogprob,
+)
 
 
 class FakeEngine:
@@ -21,12 +30,18 @@ class FakeEngine:
             "The engine replica serving this request stopped; retry shortly."
         )
         self.requests: list[GenerateRequest] = []
+        self.tokenized: list[TokenizeRequest] = []
         self.healthy = True
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
         self.requests.append(request)
         if self.error is not None:
             raise self.error
+        echo = self._echo(request) if request.echo else None
+        if request.sampling.max_tokens == 0:
+            done = [ChoiceDelta(index=i, text="", tokens=0, finish_reason="length") for i in range(request.sampling.n)]
+            yield GenerateChunk(prompt_tokens=7, choices=done, prompt=echo)
+            return
         words = self.reply.split(" ")
         limit = request.sampling.max_tokens or len(words)
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)][:limit]
@@ -44,7 +59,36 @@ class FakeEngine:
                     ChoiceDelta(index=i, text=piece, tokens=1, logprobs=logprobs, finish_reason=finish)
                     for i in range(request.sampling.n)
                 ],
+                prompt=echo if position == 0 else None,
             )
+
+    @staticmethod
+    def _echo(request: GenerateRequest) -> PromptEcho:
+        """A text prompt's words are its tokens (each -1.0, the first without one); token ids read `<id>`."""
+        prompt = request.prompt if request.prompt is not None else ""
+        words = prompt.split(" ") if isinstance(prompt, str) else [f"<{token}>" for token in prompt]
+        tokens = [word if i == 0 else " " + word for i, word in enumerate(words)]
+        if request.sampling.prompt_logprobs is None:
+            return PromptEcho(text="".join(tokens))
+        logprobs = [None] + [TokenLogprob(token, -1.0, []) for token in tokens[1:]]
+        return PromptEcho(text="".join(tokens), tokens=tokens, logprobs=logprobs)
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """A prompt's characters are its tokens (their code points); messages are one token each."""
+        self.tokenized.append(request)
+        ids = (
+            [ord(char) for char in request.prompt]
+            if request.prompt is not None
+            else list(range(len(request.messages or [])))
+        )
+        strs = [chr(token) for token in ids] if request.return_token_strs else None
+        return TokenizeResult(tokens=ids, token_strs=strs, max_model_len=256)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return "".join(chr(token) for token in tokens)
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return {"tokenizer_class": "FakeTokenizer", "eos_token": "<eos>"}
 
     async def stats(self) -> dict[str, Any]:
         if not self.healthy:
