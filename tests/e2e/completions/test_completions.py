@@ -115,7 +115,7 @@ def test_echo_with_a_completion_and_streaming(client: openai.OpenAI) -> None:
         ({"suffix": "and so on."}, "suffix"),
         ({"best_of": 2}, "best_of"),
         ({"prompt": [10**7]}, "prompt"),
-        ({"prompt": "word " * 3000}, "prompt"),
+        ({"prompt": "word " * 6000}, "prompt"),
         ({"max_tokens": 0}, "max_tokens"),
     ],
 )
