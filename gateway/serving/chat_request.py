@@ -25,6 +25,7 @@ from gateway.protocol.chat import (
     ToolMessage,
     UserMessage,
 )
+from gateway.protocol.completions import CompletionRequest
 
 ToolMode = Literal["none", "auto", "named", "required"]
 
@@ -62,17 +63,10 @@ def plan_chat(body: ChatCompletionRequest, *, request_id: str, adapter: Adapter 
     elif schema is None and isinstance(body.response_format, JSONObjectFormat):
         json_object = True
     sampling = SamplingOptions(
+        **shared_sampling(body),
         max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
         n=n,
-        stop=[body.stop] if isinstance(body.stop, str) else list(body.stop or []),
-        seed=body.seed,
-        presence_penalty=body.presence_penalty or 0.0,
-        frequency_penalty=body.frequency_penalty or 0.0,
-        logit_bias=logit_bias(body.logit_bias),
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-        ignore_eos=body.ignore_eos,
         json_schema=schema,
         json_object=json_object,
     )
@@ -131,6 +125,20 @@ def _plan_tools(
 
 def _parameters(schema: dict[str, Any] | None) -> dict[str, Any]:
     return schema if schema else {"type": "object", "properties": {}}
+
+
+def shared_sampling(body: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+    """The sampling options chat and text completions spell alike, with OpenAI's defaults."""
+    return {
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "stop": [body.stop] if isinstance(body.stop, str) else list(body.stop or []),
+        "seed": body.seed,
+        "presence_penalty": body.presence_penalty or 0.0,
+        "frequency_penalty": body.frequency_penalty or 0.0,
+        "logit_bias": logit_bias(body.logit_bias),
+        "ignore_eos": body.ignore_eos,
+    }
 
 
 def logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:

@@ -20,7 +20,7 @@ from gateway.observability import RequestLog
 from gateway.protocol.chat import Usage
 from gateway.protocol.completions import Completion, CompletionChoice, CompletionFinishReason, CompletionLogprobs
 from gateway.protocol.completions import CompletionRequest as Body
-from gateway.serving.chat_request import logit_bias
+from gateway.serving.chat_request import shared_sampling
 from gateway.serving.models import ModelCatalog
 
 _encoder = msgspec.json.Encoder()
@@ -64,18 +64,11 @@ def plan_completion(body: Body, *, request_id: str, adapter: Adapter | None, max
             "'max_tokens' of 0 asks for no completion, which is only useful with 'echo'.", param="max_tokens"
         )
     sampling = SamplingOptions(
+        **shared_sampling(body),
         max_tokens=max_tokens,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
         n=n,
-        stop=[body.stop] if isinstance(body.stop, str) else list(body.stop or []),
-        seed=body.seed,
-        presence_penalty=body.presence_penalty or 0.0,
-        frequency_penalty=body.frequency_penalty or 0.0,
-        logit_bias=logit_bias(body.logit_bias),
         logprobs=body.logprobs,
         prompt_logprobs=body.logprobs if body.echo else None,
-        ignore_eos=body.ignore_eos,
     )
     requests = [
         GenerateRequest(

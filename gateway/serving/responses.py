@@ -283,35 +283,14 @@ class _Stream:
     def text_delta(self, delta: str) -> list[bytes]:
         pieces = []
         index = len(self.output)
+        part = {"item_id": self.shell.message_id, "output_index": index, "content_index": 0}
         if self.text is None:
             self.text = []
-            pieces.append(
-                self.event(
-                    "response.output_item.added",
-                    output_index=index,
-                    item=OutputMessage(id=self.shell.message_id, content=[], status="in_progress"),
-                )
-            )
-            pieces.append(
-                self.event(
-                    "response.content_part.added",
-                    item_id=self.shell.message_id,
-                    output_index=index,
-                    content_index=0,
-                    part=OutputText(text=""),
-                )
-            )
+            item = OutputMessage(id=self.shell.message_id, content=[], status="in_progress")
+            pieces.append(self.event("response.output_item.added", output_index=index, item=item))
+            pieces.append(self.event("response.content_part.added", **part, part=OutputText(text="")))
         self.text.append(delta)
-        pieces.append(
-            self.event(
-                "response.output_text.delta",
-                item_id=self.shell.message_id,
-                output_index=index,
-                content_index=0,
-                delta=delta,
-                logprobs=[],
-            )
-        )
+        pieces.append(self.event("response.output_text.delta", **part, delta=delta, logprobs=[]))
         return pieces
 
     def close_message(self, status: str) -> list[bytes]:
