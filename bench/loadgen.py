@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import msgspec
@@ -21,6 +22,7 @@ PROMPT = "Write a long story about a lighthouse keeper."
 # Each worker pauses a random 0..PAUSE_S between its requests (a user's think time), so that a request's
 # arrival is not tied to the end of the previous stream (without them a proxy's TTFT came out below its server's).
 PAUSE_S = 0.3
+API = Literal["chat", "completions"]
 # The load generator's priority while it measures: it shares this machine's two cores with the system under
 # test, and at normal priority it waited for a CPU 15 % of a c=32 run (0.4 % raised), counted as latency.
 LOADGEN_NICE = -10
@@ -88,10 +90,12 @@ class _Sample(msgspec.Struct):
     tokens: int
 
 
-async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sample:
+async def _one(client: httpx.AsyncClient, model: str, max_tokens: int, api: API = "chat") -> _Sample:
+    """One streamed request; `api` "completions" sends PROMPT as a raw prompt to /v1/completions."""
+    prompt: dict[str, object] = {"messages": [{"role": "user", "content": PROMPT}]} if api == "chat" else {"prompt": PROMPT}
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": PROMPT}],
+        **prompt,
         "max_tokens": max_tokens,
         "temperature": 0.8,
         "ignore_eos": True,
@@ -101,7 +105,7 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sampl
     started = time.perf_counter()
     arrivals: list[float] = []
     tokens = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+    async with client.stream("POST", f"/v1/{'chat/completions' if api == 'chat' else 'completions'}", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -109,7 +113,7 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sampl
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
-            if any(choice["delta"].get("content") for choice in chunk.get("choices", [])):
+            if any(_text(choice) for choice in chunk.get("choices", [])):
                 arrivals.append(time.perf_counter())
     if not arrivals:
         raise RuntimeError("no content streamed")
@@ -117,6 +121,11 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> _Sampl
         raise RuntimeError(f"{tokens} tokens instead of {max_tokens}: ignore_eos or usage did not reach the engine")
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     return _Sample(duration_s=arrivals[-1] - started, ttft_s=arrivals[0] - started, gaps_s=gaps, tokens=tokens)
+
+
+def _text(choice: dict) -> str:
+    """A streamed choice's new text: a chat delta's content or a text completion's text."""
+    return (choice["delta"].get("content") if "delta" in choice else choice.get("text")) or ""
 
 
 async def run_load(
@@ -128,6 +137,7 @@ async def run_load(
     max_tokens: int = 64,
     warmup: int = 2,
     pause_s: float = PAUSE_S,
+    api: API = "chat",
 ) -> LoadResult:
     """`models` is one model, or several that requests take in turn (mixed traffic); the warm-up uses each
     once (so adapters are loaded before the clock starts), then sends `warmup` requests together.
@@ -140,9 +150,9 @@ async def run_load(
     names = [models] if isinstance(models, str) else list(models)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
         # One at a time: Ray Serve LLM answers 500 to concurrent first uses of an adapter.
-        alone = [await _one(client, name, max_tokens) for name in names]
+        alone = [await _one(client, name, max_tokens, api) for name in names]
         stagger_s = statistics.median(sample.duration_s for sample in alone) / concurrency
-        await asyncio.gather(*(_one(client, names[index % len(names)], max_tokens) for index in range(warmup)))
+        await asyncio.gather(*(_one(client, names[index % len(names)], max_tokens, api) for index in range(warmup)))
         samples: list[_Sample] = []
         errors = 0
         remaining = requests
@@ -159,7 +169,7 @@ async def run_load(
                     await asyncio.sleep(pauses.uniform(0, pause_s))
                 first = False
                 try:
-                    samples.append(await _one(client, next(turns), max_tokens))
+                    samples.append(await _one(client, next(turns), max_tokens, api))
                 except (httpx.HTTPError, RuntimeError, ValueError):
                     errors += 1
 

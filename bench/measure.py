@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from bench.loadgen import PAUSE_S, load_generator_priority, run_load
+from bench.loadgen import API, PAUSE_S, load_generator_priority, run_load
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -38,13 +38,14 @@ def measure(
     *,
     round_no: int,
     pause_s: float = PAUSE_S,
+    api: API = "chat",
     **extra: Any,
 ) -> list[Row]:
     """One row per concurrency level (`levels` maps concurrency to the request count)."""
     rows = []
     for concurrency, requests in levels.items():
         with load_generator_priority():
-            result = asyncio.run(run_load(url, models, concurrency=concurrency, requests=requests, pause_s=pause_s))
+            result = asyncio.run(run_load(url, models, concurrency=concurrency, requests=requests, pause_s=pause_s, api=api))
         label = " ".join(f"{key}={value}" for key, value in extra.items())
         print(
             f"    {system:<14} {label} c={concurrency:<3} {result.output_tokens_per_s:6.1f} tok/s  "

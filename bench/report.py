@@ -116,6 +116,28 @@ def gateways_summary(rows: list[Row]) -> list[dict]:
     return summary
 
 
+def completions_table(rows: list[Row]) -> str:
+    """`/v1/completions`, the platform against vLLM's server without LoRA: medians of per-round ratios."""
+    rows = [row for row in rows if row["scenario"] == "completions"]
+    lines = [
+        "| loop | concurrency | platform tok/s | vLLM's server tok/s | ratio | TTFT p50 difference | ITL p50 ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (loop, concurrency), level in sorted(
+        _by(rows, "loop", "concurrency").items(), key=lambda item: (LOOPS.index(item[0][0]), item[0][1])
+    ):
+        tok = {
+            system: _median(row["output_tokens_per_s"] for row in group) for (system,), group in _by(level, "system").items()
+        }
+        comparison = _comparison(level, "platform", "vllm-bare")
+        lines.append(
+            f"| {loop} | {concurrency} | {_fmt(tok.get('platform'))} | {_fmt(tok.get('vllm-bare'))} "
+            f"| {_fmt(comparison.get('ratio'), 2, 'x')} | {_fmt(comparison.get('ttft_delta_ms'), 0, ' ms')}"
+            f"{_interval(comparison.get('ttft_delta_interval_ms'))} | {_fmt(comparison.get('itl_ratio'), 2, 'x')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def gateways_table(summary: list[dict]) -> str:
     """One table per loop: a row per concurrency and system, with the platform against that system."""
     parts = []

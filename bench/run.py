@@ -21,6 +21,7 @@ import msgspec
 from bench import (
     adapters,
     artifact_store,
+    completions,
     cross_host,
     data_parallel,
     finetune,
@@ -34,7 +35,7 @@ from bench.loadgen import PAUSE_S, load_generator_priority
 from bench.measure import Row
 from bench.servers import PEERS_VENV, REPO
 
-DEFAULT_ROUNDS = {"gateways": 3, "adapters": 3, "artifact-store": 3, "data-parallel": 2, "start-up": 3}
+DEFAULT_ROUNDS = {"gateways": 3, "adapters": 3, "artifact-store": 3, "data-parallel": 2, "start-up": 3, "completions": 3}
 SCENARIOS = {
     "gateways": "1+2: the platform against vLLM's server, LiteLLM's proxy and Ray Serve LLM",
     "adapters": "3: mixed traffic over 1, 4 and 8 LoRA adapters against base-only",
@@ -45,6 +46,7 @@ SCENARIOS = {
     "data-parallel": "8: one job trained by two workers on two hosts against one worker (namespaced hosts, root)",
     "start-up": "9: `make run` to /health against vLLM's server; an engine replica SIGKILLed to the next answer",
     "profile": "10: py-spy on vLLM's engine processes under unpaced c=8 load, the platform and vLLM's server",
+    "completions": "11: /v1/completions on the platform against vLLM's server without LoRA",
 }
 
 
@@ -95,6 +97,8 @@ def markdown(info: dict[str, object], rows: list[Row], stamp: str, failures: dic
         parts += ["## One job on two workers (scenario 8)\n", report.data_parallel_table(rows)]
     if any(row["scenario"] == "start-up" for row in rows):
         parts += ["## Start-up and recovery (scenario 9)\n", report.startup_table(rows)]
+    if any(row["scenario"] == "completions" for row in rows):
+        parts += ["## `/v1/completions` against vLLM's server (scenario 11)\n", report.completions_table(rows)]
     if any(row["scenario"] == "profile" for row in rows):
         parts += ["## Where the engine's time goes (scenario 10)\n", report.profile_table(rows)]
     return "\n".join(parts)
@@ -132,6 +136,8 @@ def run_scenario(name: str, work: Path, rounds: int, peers: set[str], stamp: str
         return startup.run(work, rounds=rounds)
     if name == "profile":
         return profile.run(work, rounds=rounds, stamp=stamp)
+    if name == "completions":
+        return completions.run(work, rounds=rounds)
     return scaling.run(work, rounds=rounds)
 
 

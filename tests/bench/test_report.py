@@ -143,3 +143,13 @@ def test_data_parallel_table_pairs_each_run_with_the_one_worker_run_of_its_round
     table = report.data_parallel_table(rows)
     assert "| 1 | 0.750 | 75.0 | 1.00x | 0.5000 |" in table
     assert "| 2 | 0.625 | 62.5 | 0.85x | 0.5000 |" in table  # the median of 0.80 and 0.90
+
+
+def test_completions_table_pairs_the_platform_with_the_bare_server_within_rounds() -> None:
+    rows = [
+        row(system, 8, round_no, tok_s, ttft, scenario="completions", loop="unpaced")
+        for round_no, (ours, theirs) in enumerate([(95.0, 100.0), (100.0, 100.0), (50.0, 40.0)])
+        for system, tok_s, ttft in (("platform", ours, 110.0), ("vllm-bare", theirs, 100.0))
+    ]
+    table = report.completions_table(rows)
+    assert "| unpaced | 8 | 95.0 | 100.0 | 1.00x | 10 ms | 1.00x |" in table

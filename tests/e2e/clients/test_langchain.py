@@ -1,0 +1,27 @@
+"""LangChain's `OpenAI` LLM (the text completions API) and `ChatOpenAI` against the real stack."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_openai import ChatOpenAI, OpenAI
+from pydantic import SecretStr
+
+from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.platform import Platform
+
+pytestmark = pytest.mark.e2e
+
+
+def test_completions_llm(platform: Platform) -> None:
+    llm = OpenAI(base_url=f"{platform.url}/v1", api_key=SecretStr("unused"), model=BASE_MODEL, max_tokens=12, temperature=0)
+    text = llm.invoke("The capital of France is")
+    assert isinstance(text, str) and text.strip()
+    chunks = list(llm.stream("The capital of France is"))
+    assert "".join(chunks) == text
+
+
+def test_chat_model(platform: Platform) -> None:
+    chat = ChatOpenAI(
+        base_url=f"{platform.url}/v1", api_key=SecretStr("unused"), model=BASE_MODEL, max_completion_tokens=24, temperature=0
+    )
+    assert "Paris" in str(chat.invoke("What is the capital of France?").content)
