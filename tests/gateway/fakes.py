@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from engines.core.errors import PlatformError
+from engines.core.errors import InvalidRequestError, PlatformError
 from engines.errors import EngineUnavailableError
 from engines.protocol import (
     ChoiceDelta,
@@ -85,6 +85,9 @@ class FakeEngine:
         return TokenizeResult(tokens=ids, token_strs=strs, max_model_len=256)
 
     async def detokenize(self, tokens: list[int]) -> str:
+        """Ids past the last code point are out of this vocabulary, a 400 as the engine's."""
+        if any(token > 0x10FFFF for token in tokens):
+            raise InvalidRequestError("Invalid 'tokens': token ids must be between 0 and 1114111.", param="tokens")
         return "".join(chr(token) for token in tokens)
 
     async def tokenizer_info(self) -> dict[str, Any]:

@@ -45,3 +45,8 @@ def test_unknown_model_is_404(client: TestClient) -> None:
 
 def test_tokenizer_info(client: TestClient) -> None:
     assert client.get("/tokenizer_info").json()["tokenizer_class"] == "FakeTokenizer"
+
+
+def test_ids_past_the_vocabulary_are_a_400(client: TestClient) -> None:
+    response = client.post("/detokenize", json={"tokens": [0x110000]})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "tokens"
