@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import msgspec
 
-from engines.core.errors import RateLimitError
 from engines.protocol import ChoiceDelta, GenerateChunk
 from engines.protocol import TokenLogprob as EngineTokenLogprob
 from gateway.engine_client import EngineClient
-from gateway.errors import as_platform_error, envelope
 from gateway.limits import Limiter
 from gateway.observability import RequestLog
 from gateway.protocol.chat import (
@@ -37,8 +35,7 @@ from gateway.protocol.chat import (
 )
 from gateway.serving.chat_request import ChatPlan, plan_chat
 from gateway.serving.models import ModelCatalog
-
-_encoder = msgspec.json.Encoder()
+from gateway.serving.streaming import TokenBudget, sse
 
 
 @dataclass
@@ -80,34 +77,24 @@ class ChatService:
         log.model = body.model
         adapter = await self.models.resolve(body.model, owner)
         plan = plan_chat(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
-        if self.limiter is not None:
-            wanted = (plan.engine_request.sampling.max_tokens or 0) * plan.n
-            verdict = await self.limiter.admit_tokens(owner, wanted)
-            if not verdict.admitted:
-                raise RateLimitError(verdict.reason, retry_after_s=verdict.retry_after_s)
+        budget = TokenBudget(self.limiter, owner)
+        await budget.admit((plan.engine_request.sampling.max_tokens or 0) * plan.n)
         chunks = aiter(self.engine.generate(plan.engine_request))
         try:
             first = await anext(chunks)
         except StopAsyncIteration:
             first = None
         log.first_token_at = time.monotonic()
-        return _Run(plan, log, self._charge(owner)), first, chunks
-
-    def _charge(self, owner: str) -> Callable[[int], Awaitable[None]]:
-        async def charge(tokens: int) -> None:
-            if self.limiter is not None:
-                await self.limiter.charge_tokens(owner, tokens)
-
-        return charge
+        return _Run(plan, log, budget), first, chunks
 
 
 class _Run:
     """One request's accumulation of engine chunks into choices and usage."""
 
-    def __init__(self, plan: ChatPlan, log: RequestLog, charge: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(self, plan: ChatPlan, log: RequestLog, budget: TokenBudget) -> None:
         self.plan = plan
         self.log = log
-        self.charge = charge
+        self.budget = budget
         self.id = f"chatcmpl-{log.request_id}"
         self.created = int(time.time())
         self.choices = {index: _ChoiceState() for index in range(plan.n)}
@@ -138,7 +125,7 @@ class _Run:
             self.absorb(first)
             async for chunk in rest:
                 self.absorb(chunk)
-        await self.charge(self.usage().total_tokens)
+        await self.budget.charge(self.usage().total_tokens)
         return ChatCompletion(
             id=self.id,
             created=self.created,
@@ -186,21 +173,12 @@ class _Run:
             out = [choice for delta in chunk.choices if (choice := self._chunk_choice(delta, forced_tools))]
             if out:
                 yield self._chunk(out)
-        await self.charge(self.usage().total_tokens)
+        await self.budget.charge(self.usage().total_tokens)
         yield self._chunk([], usage=self.usage())
 
-    async def sse(self, first: GenerateChunk | None, rest: AsyncIterator[GenerateChunk]) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.chunk_objects(first, rest):
-                if chunk.choices or self.plan.include_usage:
-                    yield b"data: " + _encoder.encode(chunk) + b"\n\n"
-        except Exception as exc:
-            # The status line is long sent: the failure goes in the stream, as OpenAI's API does, and the
-            # stream still ends with [DONE] so no client waits for more.
-            error = as_platform_error(exc)
-            self.log.status = error.status_code
-            yield b"data: " + envelope(error) + b"\n\n"
-        yield b"data: [DONE]\n\n"
+    def sse(self, first: GenerateChunk | None, rest: AsyncIterator[GenerateChunk]) -> AsyncIterator[bytes]:
+        chunks = (chunk async for chunk in self.chunk_objects(first, rest) if chunk.choices or self.plan.include_usage)
+        return sse(chunks, self.log)
 
     def _chunk_choice(self, delta: ChoiceDelta, forced_tools: bool) -> ChunkChoice | None:
         finish = _finish_reason(delta.finish_reason) if delta.finish_reason else None

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import msgspec
 
 from engines.adapters import Adapter
-from engines.core.errors import InvalidRequestError, RateLimitError
+from engines.core.errors import InvalidRequestError
 from engines.protocol import GenerateChunk, GenerateRequest, PromptEcho, SamplingOptions, TokenLogprob
 from gateway.engine_client import EngineClient
-from gateway.errors import as_platform_error, envelope
 from gateway.limits import Limiter
 from gateway.observability import RequestLog
 from gateway.protocol.chat import Usage
@@ -22,8 +21,7 @@ from gateway.protocol.completions import Completion, CompletionChoice, Completio
 from gateway.protocol.completions import CompletionRequest as Body
 from gateway.serving.chat_request import shared_sampling
 from gateway.serving.models import ModelCatalog
-
-_encoder = msgspec.json.Encoder()
+from gateway.serving.streaming import TokenBudget, sse
 
 
 class CompletionPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,11 +121,8 @@ class CompletionService:
         log.model = body.model
         adapter = await self.models.resolve(body.model, owner)
         plan = plan_completion(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
-        if self.limiter is not None:
-            wanted = (plan.requests[0].sampling.max_tokens or 0) * plan.n * len(plan.requests)
-            verdict = await self.limiter.admit_tokens(owner, wanted)
-            if not verdict.admitted:
-                raise RateLimitError(verdict.reason, retry_after_s=verdict.retry_after_s)
+        budget = TokenBudget(self.limiter, owner)
+        await budget.admit((plan.requests[0].sampling.max_tokens or 0) * plan.n * len(plan.requests))
         streams = [aiter(self.engine.generate(request)) for request in plan.requests]
         try:
             firsts = await asyncio.gather(*(anext(stream, None) for stream in streams))
@@ -137,18 +132,11 @@ class CompletionService:
             )
             raise
         log.first_token_at = time.monotonic()
-        run = _Run(plan, log, self._charge(owner))
+        run = _Run(plan, log, budget)
         merged = _merge(firsts, streams)
         if plan.stream:
             return run.sse(merged)
         return await run.completion(merged)
-
-    def _charge(self, owner: str) -> Callable[[int], Awaitable[None]]:
-        async def charge(tokens: int) -> None:
-            if self.limiter is not None:
-                await self.limiter.charge_tokens(owner, tokens)
-
-        return charge
 
 
 async def _merge(
@@ -235,10 +223,10 @@ def _top(entry: TokenLogprob) -> dict[str, float]:
 class _Run:
     """One request's accumulation of every prompt's chunks into choices and usage."""
 
-    def __init__(self, plan: CompletionPlan, log: RequestLog, charge: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(self, plan: CompletionPlan, log: RequestLog, budget: TokenBudget) -> None:
         self.plan = plan
         self.log = log
-        self.charge = charge
+        self.budget = budget
         self.id = f"cmpl-{log.request_id}"
         self.created = int(time.time())
         self.choices = {index: _Choice() for index in range(plan.n * len(plan.requests))}
@@ -287,7 +275,7 @@ class _Run:
     async def completion(self, chunks: AsyncIterator[tuple[int, GenerateChunk]]) -> Completion:
         async for prompt_index, chunk in chunks:
             self.absorb(prompt_index, chunk)
-        await self.charge(self.usage().total_tokens)
+        await self.budget.charge(self.usage().total_tokens)
         choices = [
             CompletionChoice(
                 index=index,
@@ -299,28 +287,22 @@ class _Run:
         ]
         return Completion(id=self.id, created=self.created, model=self.plan.model, choices=choices, usage=self.usage())
 
-    async def sse(self, chunks: AsyncIterator[tuple[int, GenerateChunk]]) -> AsyncIterator[bytes]:
-        try:
-            async for prompt_index, chunk in chunks:
-                if added := self.absorb(prompt_index, chunk):
-                    yield self._event(added)
-        except Exception as exc:
-            # The status line is long sent: the failure goes in the stream, which still ends with [DONE].
-            error = as_platform_error(exc)
-            self.log.status = error.status_code
-            yield b"data: " + envelope(error) + b"\n\n"
-            yield b"data: [DONE]\n\n"
-            return
-        await self.charge(self.usage().total_tokens)
-        if self.plan.include_usage:
-            yield self._event([], usage=self.usage())
-        yield b"data: [DONE]\n\n"
+    def sse(self, chunks: AsyncIterator[tuple[int, GenerateChunk]]) -> AsyncIterator[bytes]:
+        return sse(self.chunk_objects(chunks), self.log)
 
-    def _event(self, choices: list[CompletionChoice], usage: Usage | None = None) -> bytes:
-        chunk = Completion(id=self.id, created=self.created, model=self.plan.model, choices=choices)
+    async def chunk_objects(self, chunks: AsyncIterator[tuple[int, GenerateChunk]]) -> AsyncIterator[Completion]:
+        """A chunk per engine chunk that added something, then (with include_usage) one with the usage."""
+        async for prompt_index, chunk in chunks:
+            if added := self.absorb(prompt_index, chunk):
+                yield self._chunk(added)
+        await self.budget.charge(self.usage().total_tokens)
         if self.plan.include_usage:
-            chunk = msgspec.structs.replace(chunk, usage=usage)
-        return b"data: " + _encoder.encode(chunk) + b"\n\n"
+            yield self._chunk([], usage=self.usage())
+
+    def _chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
+        chunk = Completion(id=self.id, created=self.created, model=self.plan.model, choices=choices)
+        # With include_usage every chunk has the field (null but on the last), as OpenAI sends it.
+        return msgspec.structs.replace(chunk, usage=usage) if self.plan.include_usage else chunk
 
 
 def _finish_reason(reason: str | None) -> CompletionFinishReason:
