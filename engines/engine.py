@@ -83,11 +83,22 @@ class ChatEngine:
             return list(self.tokenizer.encode(request.prompt)) or [
                 self.tokenizer.bos_token_id or self.tokenizer.eos_token_id
             ]
+        return self._render_messages(request.messages, request.tools)
+
+    def _render_messages(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        *,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+    ) -> list[int]:
         try:
             ids = self.tokenizer.apply_chat_template(
-                request.messages,
-                tools=request.tools,
-                add_generation_prompt=True,
+                messages,
+                tools=tools,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final_message,
                 tokenize=True,
                 return_dict=False,
             )
@@ -102,20 +113,14 @@ class ChatEngine:
                     "'add_generation_prompt' and 'continue_final_message' cannot both be true.",
                     param="continue_final_message",
                 )
-            try:
-                ids = self.tokenizer.apply_chat_template(
-                    request.messages,
-                    tools=request.tools,
-                    add_generation_prompt=request.add_generation_prompt,
-                    continue_final_message=request.continue_final_message,
-                    tokenize=True,
-                    return_dict=False,
-                )
-            except Exception as exc:
-                raise InvalidRequestError(f"The messages could not be rendered: {exc}", param="messages") from None
+            ids = self._render_messages(
+                request.messages,
+                request.tools,
+                add_generation_prompt=request.add_generation_prompt,
+                continue_final_message=request.continue_final_message,
+            )
         else:
-            ids = self.tokenizer.encode(request.prompt or "", add_special_tokens=request.add_special_tokens)
-        ids = list(ids)
+            ids = list(self.tokenizer.encode(request.prompt or "", add_special_tokens=request.add_special_tokens))
         strs = list(self.tokenizer.convert_ids_to_tokens(ids)) if request.return_token_strs else None
         return TokenizeResult(tokens=ids, token_strs=strs, max_model_len=self.config.max_model_len)
 

@@ -127,11 +127,11 @@ class BatchPlan:
         rest = {slot: rows for slot, rows in rows_of.items() if len(rows) < OWN_PRODUCTS_MIN_TOKENS}
         places = max((len(rows) for rows in rest.values()), default=0)
         gather = torch.full((len(layout.slots), places), tokens, dtype=torch.long)
-        scatter = torch.zeros((len(layout.slots), places), dtype=torch.long)
         for slot, rows in rest.items():
             gather[layout.position(slot), : len(rows)] = rows
-            scatter[layout.position(slot), : len(rows)] = rows
-        return cls(layout, tokens, groups, own, gather.view(-1), scatter.view(-1), places, bool((gather == tokens).any()))
+        zero_rows = gather == tokens
+        scatter = gather.masked_fill(zero_rows, 0)
+        return cls(layout, tokens, groups, own, gather.view(-1), scatter.view(-1), places, bool(zero_rows.any()))
 
 
 class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
