@@ -20,10 +20,11 @@ from gateway.errors import handle_exception
 from gateway.limits import Limiter, LocalLimiter
 from gateway.observability import AccessLogMiddleware
 from gateway.requests import PlatformRequest
-from gateway.routes import chat, completions, files, fine_tuning, health, models, responses, seed, tokenize
+from gateway.routes import chat, completions, embeddings, files, fine_tuning, health, models, responses, seed, tokenize
 from gateway.services import Services
 from gateway.serving.chat import ChatService
 from gateway.serving.completions import CompletionService
+from gateway.serving.embeddings import EmbeddingClient, EmbeddingService
 from gateway.serving.responses import ResponseService
 
 API_VERSION = "0.1.0"
@@ -43,6 +44,7 @@ ROUTES = [
     chat.create_chat_completion,
     completions.create_completion,
     responses.create_response,
+    embeddings.create_embedding,
     tokenize.tokenize,
     tokenize.detokenize,
     tokenize.tokenizer_info,
@@ -78,8 +80,15 @@ async def _owner(request: Request) -> str:
     return caller(request)
 
 
-def create_app(settings: Settings, engine: EngineClient, services: Services, limiter: Limiter | None = None) -> Litestar:
-    """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process."""
+def create_app(
+    settings: Settings,
+    engine: EngineClient,
+    services: Services,
+    limiter: Limiter | None = None,
+    embedder: EmbeddingClient | None = None,
+) -> Litestar:
+    """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process.
+    `embedder` serves the catalog's embedding model, where it has one."""
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
         limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
     token_limiter = limiter if settings.rate_limit_tpm else None
@@ -97,6 +106,7 @@ def create_app(settings: Settings, engine: EngineClient, services: Services, lim
         "chat": chat_service,
         "completions": completion_service,
         "responses": ResponseService(chat_service),
+        "embeddings": EmbeddingService(embedder, services.models, limiter=token_limiter),
         "files": services.files,
         "fine_tuning": services.fine_tuning,
     }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -14,10 +15,11 @@ from ray.serve.handle import DeploymentHandle
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
 from engines.core.settings import Settings
+from engines.embeddings import EmbeddingDeployment, max_tokens_of, resolve_embedding_model
 from engines.resources import ResourcePlan
 from gateway.app import create_app
 from gateway.bootstrap import prepare
-from gateway.engine_client import RayEngineClient
+from gateway.engine_client import RayEmbeddingClient, RayEngineClient
 from gateway.limits import LocalLimiter, ServeLimiter
 from gateway.listener import Listener
 from gateway.services import build_services
@@ -43,13 +45,17 @@ class Gateway:
         limits: DeploymentHandle | None = None,
         *,
         listen: bool = False,
+        embedding: BaseModelInfo | None = None,
+        embedder: DeploymentHandle | None = None,
     ) -> None:
         """With `listen`, the replica serves SERVE_PORT itself (gateway/listener.py) from when Serve starts the
-        app's lifespan until it stops it, which Serve does after the replica has left its routing."""
+        app's lifespan until it stops it, which Serve does after the replica has left its routing. `embedder`
+        serves the `embedding` model."""
         configure_logging(settings.log_level)
-        services = build_services(settings, plan, base, control_plane=control_plane)
+        services = build_services(settings, plan, base, control_plane=control_plane, embedding=embedding)
         limiter = ServeLimiter(limits) if limits is not None else None
-        self._app = create_app(settings, RayEngineClient(engine), services, limiter)
+        embeddings = RayEmbeddingClient(embedder) if embedder is not None else None
+        self._app = create_app(settings, RayEngineClient(engine), services, limiter, embeddings)
         if listen:
             # Shorter than Serve's grace, so in-flight streams end before Serve kills the replica.
             listener = Listener(
@@ -138,7 +144,24 @@ def build_platform(
         )
         .bind(settings, plan, BaseModel(id=base.id, path=base.root))
     )
-    return gateway.bind(settings, engine.bind(config, settings.log_level), base, plan, control_plane, limits, listen=listen)
+    embedding, embedder = None, None
+    embedding_path = resolve_embedding_model(settings.embedding_model)
+    if embedding_path is not None:
+        embedding = BaseModelInfo(
+            id=settings.embedding_model,
+            root=embedding_path,
+            created=int(Path(embedding_path).stat().st_mtime),
+            max_model_len=max_tokens_of(embedding_path),
+        )
+        embedder = (
+            serve.deployment(EmbeddingDeployment)
+            .options(name="embeddings", num_replicas=1, ray_actor_options=on_head, logging_config=QUIET)
+            .bind(settings.embedding_model, settings.log_level)
+        )
+    engine_app = engine.bind(config, settings.log_level)
+    return gateway.bind(
+        settings, engine_app, base, plan, control_plane, limits, listen=listen, embedding=embedding, embedder=embedder
+    )
 
 
 def build_app(args: dict[str, str] | None = None) -> Application:

@@ -13,6 +13,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from engines.core.errors import PlatformError
+from engines.embeddings import EmbedRequest, EmbedResult
 from engines.errors import EngineUnavailableError
 from engines.protocol import GenerateChunk, GenerateRequest, TokenizeRequest, TokenizeResult
 
@@ -76,6 +77,19 @@ class RayEngineClient:
             return await asyncio.wait_for(self._handle.stats.remote(), self._health_timeout_s)
         except TimeoutError:
             raise EngineUnavailableError("No engine replica answered the health check in time.") from None
+        except Exception as exc:
+            raise _engine_error(exc) from None
+
+
+class RayEmbeddingClient:
+    """The embedding deployment's replicas, any of which can take any request."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        try:
+            return await self._handle.embed.remote(request)
         except Exception as exc:
             raise _engine_error(exc) from None
 

@@ -14,6 +14,7 @@ from ray import serve
 
 from engines.core.settings import SettingsError
 from engines.default_model import DefaultModelError
+from engines.embeddings import EmbeddingModelError
 from engines.resources import ResourceError
 from gateway.bootstrap import LaunchError, prepare, proxy_port, uses_direct_ingress
 from gateway.deployment import APP_NAME, QUIET, build_platform
@@ -32,7 +33,7 @@ def serve_forever() -> int:
         serve.start(http_options=http, logging_config=QUIET)
         platform = build_platform(settings, plan, model_path, created, listen=uses_direct_ingress(settings))
         serve.run(platform, name=APP_NAME, route_prefix="/")
-    except (SettingsError, DefaultModelError, ResourceError, LaunchError) as exc:
+    except (SettingsError, DefaultModelError, EmbeddingModelError, ResourceError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         _shutdown(owns_cluster=owns_cluster)
         return 2

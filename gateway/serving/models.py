@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from engines.adapters import SHARED_OWNER, Adapter, AdapterRegistry
-from engines.core.errors import model_not_found
+from engines.core.errors import InvalidRequestError, model_not_found
 from gateway.protocol.models import Model
 
 
@@ -20,24 +20,46 @@ class BaseModelInfo(msgspec.Struct, frozen=True, kw_only=True):
 class ModelCatalog:
     """Models as one caller sees them: the shared ones and the caller's own fine-tuned models."""
 
-    def __init__(self, base: BaseModelInfo, adapters: AdapterRegistry) -> None:
+    def __init__(self, base: BaseModelInfo, adapters: AdapterRegistry, embedding: BaseModelInfo | None = None) -> None:
         self.base = base
         self.adapters = adapters
+        self.embedding = embedding
 
     async def list(self, owner: str) -> list[Model]:
         visible = (adapter for adapter in await self.adapters.all() if adapter.visible_to(owner))
-        return [self._base_card(), *(self._adapter_card(adapter) for adapter in visible)]
+        shared = [self.base] if self.embedding is None else [self.base, self.embedding]
+        return [*(self._card(model) for model in shared), *(self._adapter_card(adapter) for adapter in visible)]
 
     async def get(self, model_id: str, owner: str) -> Model:
         if model_id == self.base.id:
-            return self._base_card()
+            return self._card(self.base)
+        if self.embedding is not None and model_id == self.embedding.id:
+            return self._card(self.embedding)
         return self._adapter_card(await self.resolve_adapter(model_id, owner))
 
     async def resolve(self, model_id: str, owner: str) -> Adapter | None:
         """None for the base model, the adapter for an adapter model; unknown (or others') names are 404."""
         if model_id == self.base.id:
             return None
+        if self.embedding is not None and model_id == self.embedding.id:
+            raise InvalidRequestError(
+                f"The model '{model_id}' is an embedding model: use it with /v1/embeddings.",
+                param="model",
+                code="model_not_supported",
+            )
         return await self.resolve_adapter(model_id, owner)
+
+    async def resolve_embedding(self, model_id: str, owner: str) -> BaseModelInfo:
+        """The embedding model; the generative models are a 400, unknown (or others') names a 404."""
+        if self.embedding is not None and model_id == self.embedding.id:
+            return self.embedding
+        await self.resolve(model_id, owner)
+        raise InvalidRequestError(
+            f"The model '{model_id}' does not make embeddings"
+            + (f"; the embedding model is '{self.embedding.id}'." if self.embedding else ": this platform serves none."),
+            param="model",
+            code="model_not_supported",
+        )
 
     async def resolve_adapter(self, model_id: str, owner: str) -> Adapter:
         adapter = await self.adapters.get(model_id)
@@ -45,10 +67,10 @@ class ModelCatalog:
             raise model_not_found(model_id)
         return adapter
 
-    def _base_card(self) -> Model:
-        base = self.base
+    @staticmethod
+    def _card(model: BaseModelInfo) -> Model:
         return Model(
-            id=base.id, created=base.created, owned_by=base.owned_by, root=base.root, max_model_len=base.max_model_len
+            id=model.id, created=model.created, owned_by=model.owned_by, root=model.root, max_model_len=model.max_model_len
         )
 
     def _adapter_card(self, adapter: Adapter) -> Model:

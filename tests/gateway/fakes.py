@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engines.core.errors import InvalidRequestError, PlatformError
+from engines.embeddings import EmbedRequest, EmbedResult
 from engines.errors import EngineUnavailableError
 from engines.protocol import (
     ChoiceDelta,
@@ -97,3 +98,20 @@ class FakeEngine:
         if not self.healthy:
             raise EngineUnavailableError("down")
         return {"running": 0, "aborted": 0}
+
+
+class FakeEmbedder:
+    """Three-dimensional vectors made from each input's length and first item; one token per character or id."""
+
+    dimensions = 3
+
+    def __init__(self) -> None:
+        self.requests: list[EmbedRequest] = []
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        self.requests.append(request)
+        if request.dimensions not in (None, self.dimensions):
+            raise InvalidRequestError("The fake model cannot shorten its vectors.", param="dimensions")
+        items: list[list[int]] = [[ord(c) for c in text] for text in request.texts] or request.token_ids
+        vectors = [[float(len(item)), float(item[0]), 0.5] for item in items]
+        return EmbedResult(vectors=vectors, prompt_tokens=sum(len(item) for item in items))

@@ -1,9 +1,9 @@
-"""LangChain's `OpenAI` LLM (the text completions API) and `ChatOpenAI` against the real stack."""
+"""LangChain's `OpenAI` LLM (the text completions API), `ChatOpenAI` and `OpenAIEmbeddings` against the real stack."""
 
 from __future__ import annotations
 
 import pytest
-from langchain_openai import ChatOpenAI, OpenAI
+from langchain_openai import ChatOpenAI, OpenAI, OpenAIEmbeddings
 from pydantic import SecretStr
 
 from tests.e2e.conftest import BASE_MODEL
@@ -25,3 +25,19 @@ def test_chat_model(platform: Platform) -> None:
         base_url=f"{platform.url}/v1", api_key=SecretStr("unused"), model=BASE_MODEL, max_completion_tokens=24, temperature=0
     )
     assert "Paris" in str(chat.invoke("What is the capital of France?").content)
+
+
+def test_embeddings(platform: Platform) -> None:
+    """`check_embedding_ctx_length=False`: otherwise LangChain sends tiktoken's token ids, which mean nothing to a
+    model with another tokenizer."""
+    embeddings = OpenAIEmbeddings(
+        base_url=f"{platform.url}/v1",
+        api_key=SecretStr("unused"),
+        model="sentence-transformers/all-MiniLM-L6-v2",
+        check_embedding_ctx_length=False,
+    )
+    documents = embeddings.embed_documents(["Paris is in France.", "Bananas are yellow."])
+    query = embeddings.embed_query("Which country is Paris in?")
+    assert len(documents) == 2 and len(query) == 384
+    score = [sum(a * b for a, b in zip(query, document, strict=True)) for document in documents]
+    assert score[0] > score[1]
