@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 ENGINE ?= cpu
 STAMP := $(VENV)/.installed-$(ENGINE)
 PEERS_VENV := .venv-peers
+CLIENTS_VENV := .venv-clients
 
-.PHONY: setup model run test lint bench clean
+.PHONY: setup model run test lint bench clean clients
 
 setup: $(STAMP)
 
@@ -36,8 +37,16 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: model lint
+test: model lint clients
 	$(PY) -m pytest
+
+# Clients the e2e tests drive the platform with whose pins clash with the project's (LlamaIndex: an older openai SDK).
+clients: $(CLIENTS_VENV)/.installed
+
+$(CLIENTS_VENV)/.installed:
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet 'llama-index-llms-openai-like==0.8.1' 'llama-index-embeddings-openai==0.7.0'
+	touch $@
 
 # Benchmarks against the peers (bench/run.py); results in bench/results/. BENCH_ARGS="--rounds 1" for a shorter run.
 bench: model $(PEERS_VENV)/.installed
@@ -51,4 +60,4 @@ $(PEERS_VENV)/.installed:
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) var
+	rm -rf $(VENV) $(PEERS_VENV) $(CLIENTS_VENV) var
