@@ -4,7 +4,9 @@ tracked by Serve's model multiplexing so requests for an adapter go to replicas 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -12,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psutil
+import ray
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from engines import cpu_binding
 from engines.adapter_cache import AdapterCache
@@ -22,6 +26,7 @@ from engines.config import EngineConfig
 from engines.core.logs import configure_logging
 from engines.default_model import on_this_node
 from engines.errors import AdapterLoadError
+from engines.metrics import EngineMetrics
 from engines.parking import EngineParking
 from engines.protocol import GenerateChunk, GenerateRequest, TokenizeRequest, TokenizeResult
 
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 # this module to deploy it, and an import of vLLM there cost the platform's start 5 s.
 EngineFactory = Callable[[EngineConfig], "ChatEngine"]
 AdapterLoader = Callable[[str], Awaitable["LoRARequest"]]
+REPORT_INTERVAL_S = 2.0
 Multiplexer = Callable[[int], Callable[[AdapterLoader], AdapterLoader]]
 
 
@@ -57,9 +63,10 @@ class EngineDeployment:
         *,
         start_engine: EngineFactory = start_chat_engine,
         multiplex: Multiplexer = serve_multiplexed,
+        metrics_hub: DeploymentHandle | None = None,
     ) -> None:
         """`start_engine` and `multiplex` are injected so the deployment's own logic runs in fast tests
-        without vLLM or a Serve replica around it."""
+        without vLLM or a Serve replica around it. With `metrics_hub`, the replica reports its load to it."""
         configure_logging(log_level)
         config = msgspec.structs.replace(config, model_path=on_this_node(config.model_path))
         self.config = config
@@ -76,6 +83,9 @@ class EngineDeployment:
             self._adapter_cache = AdapterCache(store, Path(config.adapter_cache_dir))
         self._adapters_loaded = 0
         self._lora_ids: dict[str, int] = {}
+        self._metrics_hub = metrics_hub
+        self._metrics: EngineMetrics | None = None
+        self._reporting: asyncio.Task[None] | None = None
 
         async def load_adapter(name: str) -> LoRARequest:
             return await self._add_lora(name)
@@ -109,6 +119,7 @@ class EngineDeployment:
         return self._parking.awake() if self._parking is not None else nullcontext()
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        self._report_metrics()
         with self._awake():
             lora = await self._lora_for(request.adapter) if request.adapter is not None else None
             async for chunk in self.engine.generate(request, lora):
@@ -140,6 +151,7 @@ class EngineDeployment:
 
         lora_id = self._lora_ids.setdefault(name, len(self._lora_ids) + 1)
         lora = LoRARequest(lora_name=name, lora_int_id=lora_id, lora_path=self._adapter_paths[name])
+        started = time.monotonic()
         try:
             with self._awake():
                 await self.engine.llm.add_lora(lora)
@@ -147,6 +159,8 @@ class EngineDeployment:
             raise AdapterLoadError(
                 f"The adapter model '{name}' could not be loaded: {exc}", param="model", code="adapter_load_failed"
             ) from None
+        if self._metrics is not None:
+            self._metrics.adapter_loaded(started)
         return lora
 
     async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
@@ -159,11 +173,31 @@ class EngineDeployment:
     async def tokenizer_info(self) -> dict[str, Any]:
         return self.engine.tokenizer_info()
 
+    async def _count_adapters(self) -> int:
+        if not (self._parking is not None and self._parking.parked):  # a probe must not wake a parked engine
+            self._adapters_loaded = len(await self.engine.llm.list_loras())
+        return self._adapters_loaded
+
+    def _report_metrics(self) -> None:
+        """Starts this replica's reports to the metrics hub, from its first call inside Serve's event loop."""
+        if self._metrics_hub is None or self._reporting is not None:
+            return
+        replica = serve.get_replica_context().replica_id.unique_id
+        self._metrics = EngineMetrics(replica, ray.util.get_node_ip_address(), self.engine.scheduler_load)
+        self._reporting = asyncio.create_task(self._report_loop(self._metrics_hub, self._metrics, replica))
+
+    async def _report_loop(self, hub: DeploymentHandle, metrics: EngineMetrics, replica: str) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # the hub being replaced only delays a report
+                adapters = await self._count_adapters()
+                samples = metrics.samples(requests_in_replica=self.engine.running, adapters_loaded=adapters)
+                await hub.report.remote(f"engine:{replica}", samples, counters_outlive=False)
+            await asyncio.sleep(REPORT_INTERVAL_S)
+
     async def stats(self) -> dict[str, Any]:
         await self.engine.check_health()
         parked = self._parking is not None and self._parking.parked
-        if not parked:  # a health probe must not wake a parked engine
-            self._adapters_loaded = len(await self.engine.llm.list_loras())
+        await self._count_adapters()
         return {
             "running": self.engine.running,
             "aborted": self.engine.aborted,
@@ -175,6 +209,7 @@ class EngineDeployment:
 
     async def check_health(self) -> None:
         """Called by Serve; raising marks the replica unhealthy and Serve replaces it."""
+        self._report_metrics()
         await self.engine.check_health()
 
     def __del__(self) -> None:

@@ -18,13 +18,27 @@ from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware, caller
 from gateway.engine_client import EngineClient
 from gateway.errors import handle_exception
 from gateway.limits import Limiter, LocalLimiter
+from gateway.metrics_hub import Hub, MetricsHub, MetricsReporter
 from gateway.observability import AccessLogMiddleware
 from gateway.requests import PlatformRequest
-from gateway.routes import chat, completions, embeddings, files, fine_tuning, health, models, responses, seed, tokenize
+from gateway.routes import (
+    chat,
+    completions,
+    embeddings,
+    files,
+    fine_tuning,
+    health,
+    metrics,
+    models,
+    responses,
+    seed,
+    tokenize,
+)
 from gateway.services import Services
 from gateway.serving.chat import ChatService
 from gateway.serving.completions import CompletionService
 from gateway.serving.embeddings import EmbeddingClient, EmbeddingService
+from gateway.serving.metrics import MetricsService
 from gateway.serving.responses import ResponseService
 
 API_VERSION = "0.1.0"
@@ -86,16 +100,19 @@ def create_app(
     services: Services,
     limiter: Limiter | None = None,
     embedder: EmbeddingClient | None = None,
+    metrics_hub: Hub | None = None,
 ) -> Litestar:
     """`limiter` is shared across gateway replicas under Serve; without one, limits are kept in-process.
-    `embedder` serves the catalog's embedding model, where it has one."""
+    `embedder` serves the catalog's embedding model, where it has one. `metrics_hub` sums the metrics of every
+    replica under Serve; without one (and with METRICS on), this process is the whole platform."""
     if limiter is None and (settings.rate_limit_rpm or settings.rate_limit_tpm):
         limiter = LocalLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
     token_limiter = limiter if settings.rate_limit_tpm else None
     chat_service = ChatService(engine, services.models, max_n=settings.max_n, limiter=token_limiter)
     completion_service = CompletionService(engine, services.models, max_n=settings.max_n, limiter=token_limiter)
+    reporter = MetricsReporter(metrics_hub or MetricsHub()) if settings.metrics else None
     middleware: list[Middleware] = [
-        AccessLogMiddleware,
+        DefineMiddleware(AccessLogMiddleware, metrics=reporter.metrics if reporter else None),
         DefineMiddleware(AuthMiddleware, keys=KeyRing.from_settings(settings)),
     ]
     if limiter is not None and settings.rate_limit_rpm:
@@ -110,15 +127,22 @@ def create_app(
         "files": services.files,
         "fine_tuning": services.fine_tuning,
     }
+    on_startup, on_shutdown = list(services.on_startup), list(services.on_shutdown)
+    routes = list(ROUTES)
+    if reporter is not None:
+        provided["metrics"] = MetricsService(reporter, services.models, services.store)
+        routes.append(metrics.metrics)
+        on_startup.append(reporter.start)
+        on_shutdown.insert(0, reporter.stop)
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=routes,
         dependencies={"owner": Provide(_owner), **{name: _provide(value) for name, value in provided.items()}},
         state=State({"settings": settings}),
         request_class=PlatformRequest,
         exception_handlers={Exception: handle_exception},
         middleware=middleware,
-        on_startup=services.on_startup,
-        on_shutdown=services.on_shutdown,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
         request_max_body_size=max(settings.max_upload_bytes + 1024 * 1024, settings.max_request_bytes),
         openapi_config=OpenAPIConfig(
             title="LLM platform", version=API_VERSION, path="/docs", render_plugins=[], create_examples=False

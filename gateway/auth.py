@@ -66,7 +66,12 @@ class KeyRing:
 
 def caller(request: Request) -> str:
     """The owner the request acts for."""
-    return request.scope.get("state", {}).get(_OWNER_KEY, OPEN_OWNER)
+    return scope_caller(request.scope)
+
+
+def scope_caller(scope: Scope) -> str:
+    """The owner a request's scope acts for: the name of its key (never the key), or the open platform's owner."""
+    return scope.get("state", {}).get(_OWNER_KEY, OPEN_OWNER)
 
 
 class AuthMiddleware:

@@ -22,6 +22,7 @@ from gateway.bootstrap import prepare
 from gateway.engine_client import RayEmbeddingClient, RayEngineClient
 from gateway.limits import LocalLimiter, ServeLimiter
 from gateway.listener import Listener
+from gateway.metrics_hub import MetricsHub, ServeHub
 from gateway.services import build_services
 from gateway.serving.models import BaseModelInfo
 from jobs.assembly import BaseModel
@@ -47,6 +48,7 @@ class Gateway:
         listen: bool = False,
         embedding: BaseModelInfo | None = None,
         embedder: DeploymentHandle | None = None,
+        metrics_hub: DeploymentHandle | None = None,
     ) -> None:
         """With `listen`, the replica serves SERVE_PORT itself (gateway/listener.py) from when Serve starts the
         app's lifespan until it stops it, which Serve does after the replica has left its routing. `embedder`
@@ -55,7 +57,8 @@ class Gateway:
         services = build_services(settings, plan, base, control_plane=control_plane, embedding=embedding)
         limiter = ServeLimiter(limits) if limits is not None else None
         embeddings = RayEmbeddingClient(embedder) if embedder is not None else None
-        self._app = create_app(settings, RayEngineClient(engine), services, limiter, embeddings)
+        hub = ServeHub(metrics_hub) if metrics_hub is not None else None
+        self._app = create_app(settings, RayEngineClient(engine), services, limiter, embeddings, hub)
         if listen:
             # Shorter than Serve's grace, so in-flight streams end before Serve kills the replica.
             listener = Listener(
@@ -90,6 +93,7 @@ def engine_config(settings: Settings, plan: ResourcePlan, model_path: str) -> En
         artifact_store=settings.artifact_store,
         artifact_default_root=str(settings.data_path),
         adapter_cache_dir=str(settings.cache_path / "adapters"),
+        metrics=settings.metrics,
     )
 
 
@@ -158,9 +162,25 @@ def build_platform(
             .options(name="embeddings", num_replicas=1, ray_actor_options=on_head, logging_config=QUIET)
             .bind(settings.embedding_model, settings.log_level)
         )
-    engine_app = engine.bind(config, settings.log_level)
+    hub = None
+    if settings.metrics:
+        hub = (
+            serve.deployment(MetricsHub)
+            .options(name="metrics", num_replicas=1, ray_actor_options=on_head, logging_config=QUIET)
+            .bind()
+        )
+    engine_app = engine.bind(config, settings.log_level, metrics_hub=hub)
     return gateway.bind(
-        settings, engine_app, base, plan, control_plane, limits, listen=listen, embedding=embedding, embedder=embedder
+        settings,
+        engine_app,
+        base,
+        plan,
+        control_plane,
+        limits,
+        listen=listen,
+        embedding=embedding,
+        embedder=embedder,
+        metrics_hub=hub,
     )
 
 

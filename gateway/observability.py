@@ -6,13 +6,18 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 from litestar import Request
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from engines.core.errors import PlatformError
+from gateway.auth import scope_caller
 from gateway.errors import as_platform_error, envelope
+
+if TYPE_CHECKING:
+    from gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger("gateway.access")
 
@@ -31,7 +36,14 @@ class RequestLog:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     first_token_at: float | None = None
+    served_model: str = ""
+    """The model that served the request, once its name resolved (metrics label only such names)."""
+    adapter: str = ""
+    finish_reasons: list[str] = field(default_factory=list)
     emitted: bool = False
+
+    def served(self, model: str, adapter: str | None = None) -> None:
+        self.served_model, self.adapter = model, adapter or ""
 
     def emit(self) -> None:
         if self.emitted:
@@ -59,8 +71,9 @@ def request_log(request: Request) -> RequestLog:
 class AccessLogMiddleware:
     """Pure ASGI middleware, so the line is written when a streamed body has been fully sent."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,6 +85,19 @@ class AccessLogMiddleware:
         method = str(scope.get("method", ""))
         entry = RequestLog(request_id=request_id, method=method, path=scope["path"])
         scope.setdefault("state", {})[_STATE_KEY] = entry
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.started()
+
+        def finish() -> None:
+            if entry.emitted:
+                return
+            entry.emit()
+            if metrics is not None:
+                # The route's template, not the path: ids in paths would make a series per object.
+                endpoint = scope.get("path_template") or "unmatched"
+                key = scope_caller(scope) if entry.status != 401 else ""  # no key was accepted
+                metrics.finished(entry, endpoint=endpoint, key=key, ended_at=time.monotonic())
 
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -80,7 +106,7 @@ class AccessLogMiddleware:
                     message["headers"] = [*message.get("headers", []), (_REQUEST_ID, request_id.encode())]
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                entry.emit()
+                finish()
 
         try:
             await self.app(scope, receive, send_logged)
@@ -93,7 +119,7 @@ class AccessLogMiddleware:
             await send_error(send_logged, error)
         finally:
             # A client that disconnected mid-stream still gets its line.
-            entry.emit()
+            finish()
 
 
 async def send_error(send: Send, error: PlatformError) -> None:

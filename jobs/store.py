@@ -3,6 +3,7 @@ PostgreSQL (jobs.database), so they outlive any process."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -134,6 +135,19 @@ class Store:
             decode=self._readable_job,
             columns="id, owner, body",
         )
+
+    def job_statistics(self) -> tuple[dict[str, int], list[tuple[str, float, int]]]:
+        """Jobs by status, and (status, seconds from creation to end, trained tokens) of each finished job."""
+        counts = {status: count for status, count in self._rows("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+        marks = ",".join("?" * len(UNFINISHED_STATUSES))
+        rows = self._rows(f"SELECT body FROM jobs WHERE status NOT IN ({marks})", UNFINISHED_STATUSES)
+        finished = []
+        for (body,) in rows:
+            with contextlib.suppress(msgspec.DecodeError):  # an unreadable body is reported by the job routes
+                job = msgspec.json.decode(body, type=_JobTimes)
+                if job.finished_at is not None:
+                    finished.append((job.status, float(job.finished_at - job.created_at), job.trained_tokens or 0))
+        return counts, finished
 
     def active_jobs(self) -> list[FineTuningJob]:
         marks = ",".join("?" * len(ACTIVE_STATUSES))
@@ -292,3 +306,12 @@ def _unreadable_job(job_id: str, owner: str, body: bytes, reason: str) -> FineTu
             message=f"The platform could not read this job's stored record ({reason}); it was marked failed.",
         ),
     )
+
+
+class _JobTimes(msgspec.Struct):
+    """The part of a stored job its statistics read."""
+
+    status: str
+    created_at: int
+    finished_at: int | None = None
+    trained_tokens: int | None = None

@@ -242,6 +242,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "a platform restart mid-run) it resumes from its last saved state, until this many runs have been lost."
         ),
     ] = 3
+    metrics: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Serve Prometheus metrics at `/metrics` (behind the API keys), summed over every gateway and "
+            "engine replica on every node; `false` also stops counting."
+        ),
+    ] = True
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"],
         msgspec.Meta(description="Level of the JSON logs of the gateway, the engines and training jobs."),

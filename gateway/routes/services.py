@@ -12,6 +12,7 @@ from gateway.jobs_client import JobsAPI
 from gateway.serving.chat import ChatService
 from gateway.serving.completions import CompletionService
 from gateway.serving.embeddings import EmbeddingService
+from gateway.serving.metrics import MetricsService
 from gateway.serving.models import ModelCatalog
 from gateway.serving.responses import ResponseService
 from jobs.files import FileService
@@ -20,6 +21,7 @@ Engine = Annotated[EngineClient, Dependency(skip_validation=True)]
 Chat = Annotated[ChatService, Dependency(skip_validation=True)]
 Completions = Annotated[CompletionService, Dependency(skip_validation=True)]
 Embeddings = Annotated[EmbeddingService, Dependency(skip_validation=True)]
+Metrics = Annotated[MetricsService, Dependency(skip_validation=True)]
 Responses = Annotated[ResponseService, Dependency(skip_validation=True)]
 Models = Annotated[ModelCatalog, Dependency(skip_validation=True)]
 Files = Annotated[FileService, Dependency(skip_validation=True)]

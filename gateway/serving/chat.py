@@ -76,6 +76,7 @@ class ChatService:
     ) -> tuple[_Run, GenerateChunk | None, AsyncIterator[GenerateChunk]]:
         log.model = body.model
         adapter = await self.models.resolve(body.model, owner)
+        log.served(self.models.base.id, adapter.name if adapter else None)
         plan = plan_chat(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
         budget = TokenBudget(self.limiter, owner)
         await budget.admit((plan.engine_request.sampling.max_tokens or 0) * plan.n)
@@ -110,6 +111,7 @@ class _Run:
                 state.logprobs = (state.logprobs or []) + _logprobs(delta.logprobs)
             if delta.finish_reason is not None:
                 state.finish_reason = delta.finish_reason
+                self.log.finish_reasons.append(delta.finish_reason)
         self.log.prompt_tokens = self.prompt_tokens
         self.log.completion_tokens = self.completion_tokens
 

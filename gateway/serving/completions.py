@@ -120,6 +120,7 @@ class CompletionService:
         awaited here, so errors before any token are answered with a proper status, not inside a 200 stream."""
         log.model = body.model
         adapter = await self.models.resolve(body.model, owner)
+        log.served(self.models.base.id, adapter.name if adapter else None)
         plan = plan_completion(body, request_id=log.request_id, adapter=adapter, max_n=self.max_n)
         budget = TokenBudget(self.limiter, owner)
         await budget.admit((plan.requests[0].sampling.max_tokens or 0) * plan.n * len(plan.requests))
@@ -249,6 +250,7 @@ class _Run:
             state.tokens += delta.tokens
             if delta.finish_reason is not None:
                 state.finish_reason = delta.finish_reason
+                self.log.finish_reasons.append(delta.finish_reason)
             finish = _finish_reason(delta.finish_reason) if delta.finish_reason else None
             if delta.text or finish is not None or logprobs is not None:
                 added.append(CompletionChoice(index=index, text=delta.text, logprobs=logprobs, finish_reason=finish))

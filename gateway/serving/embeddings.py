@@ -70,6 +70,7 @@ class EmbeddingService:
     async def create(self, body: EmbeddingRequest, log: RequestLog, *, owner: str) -> CreateEmbeddingResponse:
         log.model = body.model
         model = await self.models.resolve_embedding(body.model, owner)
+        log.served(model.id)
         request = embed_request(body)
         assert self.embedder is not None  # the catalog has an embedding model only where an embedder serves it
         budget = TokenBudget(self.limiter, owner)
