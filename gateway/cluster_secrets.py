@@ -1,6 +1,7 @@
 """`python -m gateway.cluster_secrets DIR`: the secrets compose.yaml mounts (Ray's token, the database password,
-the S3 store's key pair, also as the AWS credentials file boto3 reads), made at random into DIR, once: an
-existing file is kept, so running it again never locks a cluster out of its own database or store."""
+the S3 store's key pair, also as the AWS credentials file boto3 reads, Grafana's admin password), made at random
+into DIR, once: an existing file is kept, so running it again never locks a cluster out of its own database or
+store."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def generate(folder: Path) -> list[Path]:
         "s3_access_key": access_key,
         "s3_secret_key": secret_key,
         "s3_credentials": f"[default]\naws_access_key_id = {access_key}\naws_secret_access_key = {secret_key}\n",
+        "grafana_password": secrets.token_urlsafe(18),
     }
     written = []
     for name, content in contents.items():

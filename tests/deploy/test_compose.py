@@ -66,7 +66,8 @@ def test_only_the_platforms_port_is_published(compose: dict) -> None:
     published = {name: service.get("ports", []) for name, service in compose["services"].items()}
     head = compose["services"]["head"]
     assert published.pop("head") == [f"{head['environment']['SERVE_PORT']}:8000"]
-    assert not any(published.values()), published  # Ray's, the database's and the store's stay inside
+    assert published.pop("grafana") == ["3000:3000"] and compose["services"]["grafana"]["profiles"] == ["monitoring"]
+    assert not any(published.values()), published  # Ray's, the database's, the store's and Prometheus' stay inside
 
 
 def test_named_volumes_are_the_heads_and_the_databases(compose: dict) -> None:

@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 
 import boto3
+import httpx
 import openai
 import pytest
 from openai.types.fine_tuning.job_create_params import Hyperparameters
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.jobs import messages, metric_steps, wait_done
@@ -89,6 +91,52 @@ def test_the_fine_tune_loop_keeps_nothing_on_the_node(scaled: Platform, s3: str)
     manifests = [key for key in keys if key.startswith(f"{PREFIX}/adapters/") and key.endswith("/manifest.json")]
     assert len(manifests) >= 2  # the final adapter and each epoch's checkpoint
     assert not (scaled.data_dir / "files").exists()  # contents live in the store, not on this node
+
+
+def scrape(platform: Platform) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """One scrape over a new connection, which either gateway replica may take."""
+    text = httpx.get(f"{platform.url}/metrics", timeout=30).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(series: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in series.items() if n == name and set(labels.items()) <= ls)
+
+
+def test_metrics_add_up_across_both_gateway_replicas(scaled: Platform) -> None:
+    before = scrape(scaled)
+    ok = {"endpoint": "/v1/chat/completions", "model": BASE_MODEL, "status": "200"}
+    for _ in range(20):
+        with sdk(scaled) as fresh:  # a new connection each, so the kernel hands them to both replicas
+            fresh.chat.completions.create(model=BASE_MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    deadline = time.monotonic() + 30
+    while True:  # the other replica's counts arrive with its next report, within seconds
+        after = scrape(scaled)
+        chats = total(after, "llm_requests_total", **ok) - total(before, "llm_requests_total", **ok)
+        if chats == 20 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert chats == 20
+    served_by = {
+        dict(labels)["replica"]: value - before.get((name, labels), 0.0)
+        for (name, labels), value in after.items()
+        if name == "llm_gateway_requests_total"
+    }
+    assert len([replica for replica, count in served_by.items() if count > 0]) == 2, served_by
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert 20 <= grew("llm_completion_tokens_total", model=BASE_MODEL) <= 60
+    assert grew("llm_time_to_first_token_seconds_count", model=BASE_MODEL) == 20
+    engines = [dict(labels) for name, labels in after if name == "llm_engine_kv_cache_usage_ratio"]
+    assert len(engines) == 1 and engines[0]["replica"] and engines[0]["node"], engines
+    assert total(after, "llm_fine_tuning_jobs", status="succeeded") >= 1  # the job of the test before
+    assert total(after, "llm_fine_tuning_trained_tokens_total") > 0
 
 
 def test_jobs_from_both_replicas_share_one_scheduler(scaled: Platform) -> None:

@@ -11,7 +11,14 @@ from gateway.cluster_secrets import generate
 def test_secrets_are_random_consistent_and_kept(tmp_path: Path) -> None:
     folder = tmp_path / "secrets"
     written = {path.name for path in generate(folder)}
-    assert written == {"ray_token", "postgres_password", "s3_access_key", "s3_secret_key", "s3_credentials"}
+    assert written == {
+        "ray_token",
+        "postgres_password",
+        "s3_access_key",
+        "s3_secret_key",
+        "s3_credentials",
+        "grafana_password",
+    }
     assert len((folder / "ray_token").read_text().strip()) == 64
     credentials = configparser.ConfigParser()
     credentials.read(folder / "s3_credentials")
