@@ -1,8 +1,9 @@
 """Scenarios 1 and 2: the same streaming load on the platform, vLLM's own server without LoRA (the bare engine),
 vLLM's server with `--enable-lora` (the platform's engine settings), LiteLLM's proxy in front of that server, and
 Ray Serve LLM. Each system is measured with two closed loops: paced (each client pauses a random 0-0.3 s between
-requests) and unpaced (no pause). A second start of the bare server in the same round gives the noise floor.
-Each round starts and stops every system in turn, alternating their order (bench.measure.alternate)."""
+requests) and unpaced (no pause). A second start of the bare server in the same round gives the noise floor; the
+platform with its metrics off gives their cost. Each round starts and stops every system in turn, alternating
+their order (bench.measure.alternate)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ LEVELS = {1: 8, 8: 32, 32: 192}
 LOOPS = {"paced": PAUSE_S, "unpaced": 0.0}
 NOISE = "vllm-bare-again"
 """The bare server started a second time in the same round: its ratio to the first start is the noise floor."""
-PEERS = ("vllm-bare", "vllm-server", "litellm-proxy", "ray-serve-llm", NOISE)
+METRICS_OFF = "platform-metrics-off"
+"""The platform with METRICS=false: the platform against it is what counting and reporting metrics cost."""
+PEERS = ("vllm-bare", "vllm-server", "litellm-proxy", "ray-serve-llm", NOISE, METRICS_OFF)
 
 
 def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, peers: set[str]) -> list[Row]:
@@ -35,6 +38,10 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, peers: set[
     def on_platform(round_no: int) -> None:
         with platform(8400, work) as server:
             both_loops("platform", server, round_no)
+
+    def on_platform_without_metrics(round_no: int) -> None:
+        with platform(8405, work, name=METRICS_OFF, METRICS="false") as server:
+            both_loops(METRICS_OFF, server, round_no)
 
     def bare(name: str) -> Callable[[int], None]:
         def on_bare(round_no: int) -> None:
@@ -70,5 +77,7 @@ def run(work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, peers: set[
         systems.append(on_ray_serve_llm)
     if NOISE in peers:
         systems.append(bare(NOISE))
+    if METRICS_OFF in peers:
+        systems.append(on_platform_without_metrics)
     alternate(systems, rounds)
     return rows

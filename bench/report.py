@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.measure import Row
 
-PEERS = ("vllm-bare", "vllm-server", "litellm-proxy", "ray-serve-llm")
+PEERS = ("vllm-bare", "vllm-server", "litellm-proxy", "ray-serve-llm", "platform-metrics-off")
 NOISE = ("vllm-bare-again", "vllm-bare")
 """The pair whose ratio is the noise floor: one system against a second start of itself in the same round."""
 LOOPS = ("unpaced", "paced")

@@ -175,7 +175,8 @@ def main() -> None:
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    peers = set(args.peers.split(",")) if args.peers else {"vllm-bare", "vllm-server", "vllm-bare-again", "ray-serve-llm"}
+    default_peers = {"vllm-bare", "vllm-server", "vllm-bare-again", "ray-serve-llm", "platform-metrics-off"}
+    peers = set(args.peers.split(",")) if args.peers else default_peers
     if unknown_peers := peers - set(gateways.PEERS):
         parser.error(f"unknown peer(s): {', '.join(sorted(unknown_peers))}")
     if (PEERS_VENV / ".installed").exists():

@@ -125,3 +125,16 @@ def job_samples(counts: Mapping[str, int], finished: list[tuple[str, float, int]
         if status == "succeeded":
             samples.add(TRAINED_TOKENS, (), tokens)
     return samples
+
+
+def metrics_table() -> str:
+    """README's table of the families (`python -m gateway.metrics`)."""
+    rows = ["| Metric | Type | Labels | Meaning |", "|---|---|---|---|"]
+    for family in FAMILIES:
+        labels = ", ".join(f"`{label}`" for label in family.labels) or "-"
+        rows.append(f"| `{family.name}` | {family.kind} | {labels} | {family.help} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(metrics_table(), end="")

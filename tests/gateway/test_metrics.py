@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engines.adapters import Adapter
 from engines.core.settings import Settings
 from gateway.app import create_app
+from gateway.metrics import metrics_table
 from gateway.services import Services, build_services
 from gateway.serving.metrics import CONTENT_TYPE
 from tests.gateway.conftest import BASE, BASE_INFO, PLAN
@@ -115,3 +116,9 @@ def test_metrics_off_is_no_route(tmp_path: Path, engine: FakeEngine) -> None:
     with TestClient(create_app(settings, engine, services)) as test_client:
         assert chat(test_client) == 200
         assert test_client.get("/metrics").status_code == 404
+
+
+def test_readme_lists_every_family() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start, end = readme.index("<!-- metrics:start -->"), readme.index("<!-- metrics:end -->")
+    assert readme[start:end].split("-->", 1)[1].strip() == metrics_table().strip(), "run `python -m gateway.metrics`"
