@@ -36,7 +36,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     adapter_cache_dir: str = ""
     """This node's copies of published adapters, by digest; "" serves only adapters placed on disk."""
     metrics: bool = True
-    """Keep vLLM's scheduler statistics (running, waiting, KV-cache use) for the platform's metrics."""
+    """Keep the requests' load (running, waiting, KV-cache use) for the platform's metrics."""
 
     def resolved_dtype(self) -> str:
         """`auto` means float32 on CPU (4x faster than bfloat16 without AVX-512 BF16), else the model's."""

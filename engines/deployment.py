@@ -183,14 +183,14 @@ class EngineDeployment:
         if self._metrics_hub is None or self._reporting is not None:
             return
         replica = serve.get_replica_context().replica_id.unique_id
-        self._metrics = EngineMetrics(replica, ray.util.get_node_ip_address(), self.engine.scheduler_load)
+        self._metrics = EngineMetrics(replica, ray.util.get_node_ip_address(), self.engine.load)
         self._reporting = asyncio.create_task(self._report_loop(self._metrics_hub, self._metrics, replica))
 
     async def _report_loop(self, hub: DeploymentHandle, metrics: EngineMetrics, replica: str) -> None:
         while True:
             with contextlib.suppress(Exception):  # the hub being replaced only delays a report
                 adapters = await self._count_adapters()
-                samples = metrics.samples(requests_in_replica=self.engine.running, adapters_loaded=adapters)
+                samples = metrics.samples(adapters_loaded=adapters)
                 await hub.report.remote(f"engine:{replica}", samples, counters_outlive=False)
             await asyncio.sleep(REPORT_INTERVAL_S)
 

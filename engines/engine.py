@@ -4,7 +4,6 @@ against the context, and streams per-choice deltas. It knows nothing of HTTP or 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,12 +19,11 @@ from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
-from vllm.v1.metrics.loggers import StatLoggerBase
 
 from engines.config import EngineConfig
 from engines.core.errors import InvalidRequestError
 from engines.errors import EngineUnavailableError
-from engines.metrics import SchedulerLoad
+from engines.metrics import RequestLoad
 from engines.protocol import (
     ChoiceDelta,
     GenerateChunk,
@@ -57,34 +55,19 @@ def engine_args(config: EngineConfig) -> AsyncEngineArgs:
         max_lora_rank=config.max_lora_rank,
         # Request defaults are OpenAI's, not the model's generation_config.json.
         generation_config="vllm",
-        # vLLM's stats are kept only for the platform's metrics (by the logger below): its periodic log line is off.
         disable_log_stats=True,
     )
-
-
-class _SchedulerLoadLogger(StatLoggerBase):
-    """Keeps the scheduler's latest load; vLLM calls `record` after each engine step's outputs."""
-
-    def __init__(self, vllm_config: Any, engine_index: int = 0, *, load: SchedulerLoad) -> None:
-        self.load = load
-
-    def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0) -> None:
-        if scheduler_stats is not None:
-            stats = scheduler_stats
-            self.load.update(stats.num_running_reqs, stats.num_waiting_reqs, stats.kv_cache_usage)
-
-    def log_engine_initialized(self) -> None:
-        pass
 
 
 class ChatEngine:
     """Owns an AsyncLLM; `generate` turns a GenerateRequest into a stream of GenerateChunks."""
 
-    def __init__(self, config: EngineConfig, llm: AsyncLLM, scheduler_load: SchedulerLoad | None = None) -> None:
+    def __init__(self, config: EngineConfig, llm: AsyncLLM) -> None:
         self.config = config
         self.llm = llm
-        self.scheduler_load = scheduler_load
-        """The scheduler's latest load, where `config.metrics` keeps it."""
+        cache = llm.vllm_config.cache_config
+        self.load = RequestLoad(cache.block_size, cache.num_gpu_blocks or 0) if config.metrics else None
+        """The requests' load, where `config.metrics` keeps it."""
         self.tokenizer = llm.get_tokenizer()
         self.running = 0
         self.aborted = 0
@@ -92,12 +75,8 @@ class ChatEngine:
     @classmethod
     def start(cls, config: EngineConfig) -> ChatEngine:
         # The OpenAI-server context gives the batch defaults vLLM's own server uses (on CPU: 2048 tokens).
-        load = SchedulerLoad() if config.metrics else None
-        loggers = [functools.partial(_SchedulerLoadLogger, load=load)] if load is not None else None
-        llm = AsyncLLM.from_engine_args(
-            engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=loggers
-        )
-        return cls(config, llm, load)
+        llm = AsyncLLM.from_engine_args(engine_args(config), usage_context=UsageContext.OPENAI_API_SERVER)
+        return cls(config, llm)
 
     def render_prompt(self, request: GenerateRequest) -> list[int]:
         if isinstance(request.prompt, list):
@@ -227,6 +206,7 @@ class ChatEngine:
         prompt_only = request.sampling.max_tokens == 0
         echo = self._echo(request, prompt_ids) if request.echo else None
         self.running += 1
+        held = self.load.entered(request.request_id, len(prompt_ids)) if self.load is not None else [0, 0]
         try:
             async for output in self.llm.generate(prompt, params, request.request_id, lora_request=lora):
                 if echo is not None and request.sampling.prompt_logprobs is not None and output.prompt_logprobs:
@@ -240,6 +220,8 @@ class ChatEngine:
                     ]
                 else:
                     choices = [self._delta(choice, request.sampling.logprobs) for choice in output.outputs]
+                held[0] += sum(choice.tokens for choice in choices)
+                held[1] = 1
                 yield GenerateChunk(prompt_tokens=len(prompt_ids), choices=choices, prompt=echo)
                 echo = None
         except (asyncio.CancelledError, GeneratorExit):
@@ -252,6 +234,8 @@ class ChatEngine:
             raise EngineUnavailableError("The engine stopped; the request can be retried.") from None
         finally:
             self.running -= 1
+            if self.load is not None:
+                self.load.left(request.request_id)
 
     def _echo(self, request: GenerateRequest, prompt_ids: list[int]) -> PromptEcho:
         text = request.prompt if isinstance(request.prompt, str) else self.tokenizer.decode(prompt_ids)
