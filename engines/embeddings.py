@@ -170,27 +170,31 @@ class Embedder:
 
 
 class EmbeddingDeployment:
-    """An embedding replica. The model loads in a thread, so the replica (and the platform's start) is not held
-    up by it; a request that comes first waits for it."""
+    """An embedding replica. The model (with torch) loads on the first request, in a thread: a platform whose
+    embeddings are not used pays nothing for them, and its start does not share the CPU with their import."""
 
     def __init__(self, model_name: str, log_level: str = "info", *, threads: int = 1) -> None:
         """`model_name` is EMBEDDING_MODEL, resolved on this replica's node: nodes share no disk. One thread by
         default: the replica shares the node's control cores with the gateway."""
         configure_logging(log_level)
-        self._loaded: Future[Embedder] = Future()
-        threading.Thread(target=self._load, args=(model_name, threads), daemon=True).start()
+        self._model_name = model_name
+        self._threads = threads
+        self._loaded: Future[Embedder] | None = None
         self._lock = asyncio.Lock()  # one forward at a time: torch already uses the replica's threads
 
-    def _load(self, model_name: str, threads: int) -> None:
+    def _load(self, loaded: Future[Embedder]) -> None:
         try:
-            path = resolve_embedding_model(model_name)
+            path = resolve_embedding_model(self._model_name)
             if path is None:
                 raise EmbeddingModelError("EMBEDDING_MODEL turns embeddings off")
-            self._loaded.set_result(Embedder(model_name, path, threads=threads))
+            loaded.set_result(Embedder(self._model_name, path, threads=self._threads))
         except BaseException as exc:
-            self._loaded.set_exception(exc)
+            loaded.set_exception(exc)
 
     async def _embedder(self) -> Embedder:
+        if self._loaded is None:
+            self._loaded = Future()
+            threading.Thread(target=self._load, args=(self._loaded,), daemon=True).start()
         try:
             return await asyncio.wrap_future(self._loaded)
         except Exception as exc:
@@ -202,6 +206,6 @@ class EmbeddingDeployment:
             return await asyncio.to_thread(embedder.embed, request)
 
     async def check_health(self) -> None:
-        """Called by Serve: a model that failed to load marks the replica unhealthy."""
-        if self._loaded.done():
+        """Called by Serve: a model that failed to load marks the replica unhealthy (and Serve replaces it)."""
+        if self._loaded is not None and self._loaded.done():
             await self._embedder()

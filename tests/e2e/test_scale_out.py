@@ -18,6 +18,7 @@ import pytest
 from openai.types.fine_tuning.job_create_params import Hyperparameters
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.metrics_hub import REPORT_INTERVAL_S
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.jobs import messages, metric_steps, wait_done
 from tests.e2e.platform import Platform
@@ -108,10 +109,12 @@ def total(series: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
 
 
 def test_metrics_add_up_across_both_gateway_replicas(scaled: Platform) -> None:
+    time.sleep(REPORT_INTERVAL_S + 1)  # the earlier tests' requests reported by both replicas
     before = scrape(scaled)
-    ok = {"endpoint": "/v1/chat/completions", "model": BASE_MODEL, "status": "200"}
+    ok = {"endpoint": "/v1/chat/completions", "model": BASE_MODEL, "adapter": "", "status": "200"}
     for _ in range(20):
-        with sdk(scaled) as fresh:  # a new connection each, so the kernel hands them to both replicas
+        # A new connection each, so the kernel hands them to both replicas; no retry, which would count twice.
+        with openai.OpenAI(base_url=f"{scaled.url}/v1", api_key="unused", max_retries=0, timeout=300) as fresh:
             fresh.chat.completions.create(model=BASE_MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
     deadline = time.monotonic() + 30
     while True:  # the other replica's counts arrive with its next report, within seconds
