@@ -222,13 +222,14 @@ def test_two_engine_replicas_on_two_hosts_both_serve_and_each_host_downloads_an_
     engines = [cluster.head, cluster.workers[-1]]
     engine_processes = ("ServeReplica:llm-platform:engine", "VLLM::")
     busy_before = [host.cpu_seconds(*engine_processes) for host in engines]
-    # Enough work that a replica which serves a share of it stands clear of an idle engine's own CPU use (16
-    # answers of up to 24 tokens took 0.8 s of the worker's engine CPU once the engine got faster).
+    # Enough work that a replica which serves a share of it stands clear of an idle engine's own CPU use: these 32
+    # answers of 64 tokens, 8 in flight, took 0.59 s and 0.69 s of the two engines' CPU in one run (a batch's step
+    # costs about what one sequence's does, so the CPU per token falls as the batch grows).
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: long_answer(client), range(32)))
     assert all(answer.choices[0].message.content for answer in answers)
     busy = [host.cpu_seconds(*engine_processes) - before for host, before in zip(engines, busy_before, strict=True)]
-    assert min(busy) > 1.0, busy  # both replicas generated
+    assert min(busy) > 0.25, busy  # both replicas generated
 
     # A checkpoint no engine has loaded yet: requests for it go to the replica that loads it first.
     checkpoint = client.fine_tuning.jobs.checkpoints.list(TRAINED["job"]).data[-1].fine_tuned_model_checkpoint
