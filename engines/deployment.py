@@ -24,6 +24,7 @@ from engines.adapters import Adapter
 from engines.artifacts import artifact_store_from_url
 from engines.config import EngineConfig
 from engines.core.logs import configure_logging
+from engines.core.metrics import REPORT_INTERVAL_S
 from engines.default_model import on_this_node
 from engines.errors import AdapterLoadError
 from engines.metrics import EngineMetrics
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 # this module to deploy it, and an import of vLLM there cost the platform's start 5 s.
 EngineFactory = Callable[[EngineConfig], "ChatEngine"]
 AdapterLoader = Callable[[str], Awaitable["LoRARequest"]]
-REPORT_INTERVAL_S = 2.0
 Multiplexer = Callable[[int], Callable[[AdapterLoader], AdapterLoader]]
 
 

@@ -1,4 +1,4 @@
-"""What each engine replica reports to the metrics hub: its scheduler's load and its adapters, labelled with the
+"""What each engine replica reports to the metrics hub: its requests' load and its adapters, labelled with the
 replica and its node, so the hub can sum every replica's report without two colliding."""
 
 from __future__ import annotations

@@ -12,10 +12,9 @@ from typing import Protocol
 import msgspec
 from ray.serve.handle import DeploymentHandle
 
-from engines.core.metrics import Samples
+from engines.core.metrics import REPORT_INTERVAL_S, Samples
 from gateway.metrics import GatewayMetrics
 
-REPORT_INTERVAL_S = 2.0
 STALE_AFTER_S = 30.0
 """A replica silent this long is gone: its gauges go, its counters stay (a gateway's requests were answered)."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 import msgspec
@@ -16,6 +16,8 @@ Labels = tuple[str, ...]
 Kind = Literal["counter", "gauge", "histogram"]
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+REPORT_INTERVAL_S = 2.0
+"""How often each replica reports its samples to the metrics hub."""
 TOKEN_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -131,7 +133,3 @@ def _escape_help(text: str) -> str:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
-
-
-def families_by_name(families: Iterable[Family]) -> Mapping[str, Family]:
-    return {family.name: family for family in families}

@@ -18,7 +18,7 @@ import pytest
 from openai.types.fine_tuning.job_create_params import Hyperparameters
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics_hub import REPORT_INTERVAL_S
+from engines.core.metrics import REPORT_INTERVAL_S
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.jobs import messages, metric_steps, wait_done
 from tests.e2e.platform import Platform
