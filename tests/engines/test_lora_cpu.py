@@ -7,7 +7,7 @@ import torch
 from vllm.lora.layers.utils import LoRAMapping
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
-from engines.lora_cpu import OWN_PRODUCTS_MIN_TOKENS, GroupedPunicaWrapperCPU
+from engines.lora_cpu import OWN_PRODUCTS_MIN_TOKENS, GroupedPunicaWrapperCPU, base_forward_when_idle
 
 MAX_LORAS, MAX_RANK, IN = 4, 16, 24
 SLICES = (20, 12, 12)  # a merged q/k/v projection
@@ -191,3 +191,44 @@ def test_only_tokens_of_adapters_with_head_weights_get_a_head_delta() -> None:
     expected = (x[1] @ lora_a[1, 0].T) @ lora_b[1, 0].T
     torch.testing.assert_close(y[1], expected, rtol=1e-4, atol=1e-4)
     assert torch.count_nonzero(y[0]) == 0 and torch.count_nonzero(y[2]) == 0
+
+
+@pytest.mark.parametrize(
+    ("ranks", "token_slots", "idle"),
+    [
+        ({}, [-1, -1], True),  # no adapter loaded yet
+        ({0: 8, 1: 8}, [-1, -1, -1], True),  # adapters loaded, none in the step
+        ({0: 8, 1: 8}, [-1, 1, -1], False),
+        ({0: 0}, [0], False),  # an adapter of unknown rank: vLLM's own ops, never skipped
+    ],
+)
+def test_a_step_without_adapter_tokens_is_idle(ranks: dict[int, int], token_slots: list[int], idle: bool) -> None:
+    assert wrapper(GroupedPunicaWrapperCPU, ranks, token_slots).idle is idle
+
+
+def test_an_adapter_activated_after_the_step_was_planned_ends_the_idle_state() -> None:
+    punica = wrapper(GroupedPunicaWrapperCPU, {0: 8}, [-1])
+    punica.adapter_activated(1, 8)
+    assert not punica.idle
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self, punica: GroupedPunicaWrapperCPU) -> None:
+        super().__init__()
+        self.punica_wrapper = punica
+        self.base_layer = torch.nn.Linear(IN, sum(SLICES))
+        self.lora_forwards = 0
+
+    def forward(self, input_: torch.Tensor) -> torch.Tensor:
+        self.lora_forwards += 1
+        return self.base_layer(input_)
+
+
+@pytest.mark.parametrize(("token_slots", "lora_forwards"), [([-1, -1], 0), ([0, -1], 1)])
+def test_an_idle_step_runs_the_base_layer_alone(token_slots: list[int], lora_forwards: int) -> None:
+    layer = _Layer(wrapper(GroupedPunicaWrapperCPU, {0: 8}, token_slots))
+    forward = base_forward_when_idle(_Layer.forward)
+    x = torch.randn(len(token_slots), IN)
+
+    torch.testing.assert_close(forward(layer, x), layer.base_layer(x))
+    assert layer.lora_forwards == lora_forwards
