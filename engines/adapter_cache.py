@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import structlog
@@ -99,6 +99,14 @@ def adapter_digest(path: Path) -> str:
     return _describe(path).digest
 
 
+def published_config(store: ArtifactStore, digest: str) -> dict[str, Any]:
+    """A published adapter's adapter_config.json (PEFT's LoRA settings), without downloading its weights."""
+    config = msgspec.json.decode(store.get_bytes(file_key(digest, CONFIG_NAME)))
+    if not isinstance(config, dict):
+        raise PlatformError(f"The adapter {digest[:16]} has an unreadable {CONFIG_NAME}.")
+    return config
+
+
 def publish_adapter(store: ArtifactStore, local_dir: Path) -> str:
     """Uploads the adapter directory `local_dir` under its digest and returns the digest. The manifest goes last, so
     a crash midway leaves nothing a reader trusts, and publishing it again completes it. Content already published
@@ -135,6 +143,25 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
         yield
 
 
+def read_manifest(store: ArtifactStore, digest: str) -> AdapterManifest:
+    """A published adapter's manifest, checked against its digest; `NotFoundError` where it is not (completely)
+    published."""
+    try:
+        raw = store.get_bytes(manifest_key(digest))
+    except NotFoundError:
+        raise NotFoundError(f"The adapter {digest} is not in the artifact store.", code="adapter_not_found") from None
+    try:
+        manifest = msgspec.json.decode(raw, type=AdapterManifest)
+    except msgspec.DecodeError as exc:
+        raise _corrupt(digest, f"its manifest is not valid: {exc}") from None
+    paths = [file.path for file in manifest.files]
+    if paths != sorted(set(paths)) or not all(_is_valid_path(path) for path in paths):
+        raise _corrupt(digest, "its manifest lists paths that are unsorted, repeated or not relative")
+    if manifest.digest != digest or _tree_digest(manifest.files) != digest:
+        raise _corrupt(digest, "its manifest describes other content")
+    return manifest
+
+
 class AdapterCache:
     """The node-local copies of published adapters: `cache_dir/<digest>/`, complete or absent. A download goes to a
     hidden staging folder, is checked file by file against the manifest, and is renamed into place; a per-digest
@@ -169,26 +196,21 @@ class AdapterCache:
             fsync_directory(self.cache_dir)
         return target
 
-    def _manifest(self, digest: str) -> AdapterManifest:
-        try:
-            raw = self.store.get_bytes(manifest_key(digest))
-        except NotFoundError:
-            raise NotFoundError(f"The adapter {digest} is not in the artifact store.", code="adapter_not_found") from None
-        try:
-            manifest = msgspec.json.decode(raw, type=AdapterManifest)
-        except msgspec.DecodeError as exc:
-            raise _corrupt(digest, f"its manifest is not valid: {exc}") from None
-        paths = [file.path for file in manifest.files]
-        if paths != sorted(set(paths)) or not all(_is_valid_path(path) for path in paths):
-            raise _corrupt(digest, "its manifest lists paths that are unsorted, repeated or not relative")
-        if manifest.digest != digest or _tree_digest(manifest.files) != digest:
-            raise _corrupt(digest, "its manifest describes other content")
-        return manifest
+    def is_published(self, digest: str) -> bool:
+        """Whether the store still has the adapter (its manifest): a deleted model's weights leave the store."""
+        return self.store.exists(manifest_key(digest))
+
+    def evict(self, digest: str) -> None:
+        """Removes this node's copy of the adapter, if it has one."""
+        if not DIGEST.match(digest):
+            raise ValueError(f"An adapter digest is 64 lowercase hex digits, got {digest!r}")
+        with _exclusive_lock(self.cache_dir / f".{digest}.lock"):
+            shutil.rmtree(self.cache_dir / digest, ignore_errors=True)
 
     def _download(self, digest: str, staging: Path) -> None:
         """Downloads and checks every file into `staging`, then makes its folders durable before the rename."""
         started = time.monotonic()
-        manifest = self._manifest(digest)
+        manifest = read_manifest(self.store, digest)
         for file in manifest.files:
             local = staging / file.path
             try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import psutil
 import ray
+import structlog
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
     from vllm.lora.request import LoRARequest
 
     from engines.engine import ChatEngine
+
+log = structlog.get_logger("engines.deployment")
+
+DELETED_ADAPTERS_CHECK_S = 10.0
+"""How often a replica asks the artifact store whether the adapters it took from there still exist."""
 
 # vLLM (with torch) is imported only in the engine's replica, when it starts its engine: the launcher imports
 # this module to deploy it, and an import of vLLM there cost the platform's start 5 s.
@@ -77,6 +83,8 @@ class EngineDeployment:
             # The engine's own processes (vLLM's engine core and its worker), started just now.
             self._parking = EngineParking(psutil.Process().children(recursive=True))
         self._adapter_paths: dict[str, str] = {}
+        self._digests: dict[str, str] = {}
+        """The serving id of each adapter this replica took from the artifact store, and its digest there."""
         self._adapter_cache: AdapterCache | None = None
         if config.adapter_cache_dir:
             store = artifact_store_from_url(config.artifact_store, default_root=Path(config.artifact_default_root))
@@ -86,6 +94,7 @@ class EngineDeployment:
         self._metrics_hub = metrics_hub
         self._metrics: EngineMetrics | None = None
         self._reporting: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
         async def load_adapter(name: str) -> LoRARequest:
             return await self._add_lora(name)
@@ -119,7 +128,7 @@ class EngineDeployment:
         return self._parking.awake() if self._parking is not None else nullcontext()
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        self._report_metrics()
+        self._start_background_work()
         with self._awake():
             lora = await self._lora_for(request.adapter) if request.adapter is not None else None
             async for chunk in self.engine.generate(request, lora):
@@ -136,6 +145,7 @@ class EngineDeployment:
         where the admin put it."""
         if adapter.digest is None:
             return adapter.path
+        self._digests[adapter.serving_id] = adapter.digest
         if self._adapter_cache is None:
             raise AdapterLoadError(
                 f"The adapter model '{adapter.name}' is published in the artifact store, which this engine has not "
@@ -178,8 +188,11 @@ class EngineDeployment:
             self._adapters_loaded = len(await self.engine.llm.list_loras())
         return self._adapters_loaded
 
-    def _report_metrics(self) -> None:
-        """Starts this replica's reports to the metrics hub, from its first call inside Serve's event loop."""
+    def _start_background_work(self) -> None:
+        """Starts, from the replica's first call inside Serve's event loop, its reports to the metrics hub and its
+        check for deleted adapters."""
+        if self._adapter_cache is not None and self._pruning is None:
+            self._pruning = asyncio.create_task(self._prune_loop(self._adapter_cache))
         if self._metrics_hub is None or self._reporting is not None:
             return
         replica = serve.get_replica_context().replica_id.unique_id
@@ -193,6 +206,30 @@ class EngineDeployment:
                 samples = metrics.samples(adapters_loaded=adapters)
                 await hub.report.remote(f"engine:{replica}", samples, counters_outlive=False)
             await asyncio.sleep(REPORT_INTERVAL_S)
+
+    async def _prune_loop(self, cache: AdapterCache) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a store out of reach only delays the check
+                await self.drop_deleted_adapters(cache)
+            await asyncio.sleep(DELETED_ADAPTERS_CHECK_S)
+
+    async def drop_deleted_adapters(self, cache: AdapterCache) -> list[str]:
+        """Adapters whose weights left the artifact store (their models were deleted) leave this replica: the
+        engine's copy and the node's. Returns their serving ids."""
+        dropped = []
+        for serving_id, digest in list(self._digests.items()):
+            if await asyncio.to_thread(cache.is_published, digest):
+                continue
+            if serving_id in self._lora_ids:
+                with self._awake():
+                    await self.engine.llm.remove_lora(self._lora_ids[serving_id])
+            del self._digests[serving_id]
+            self._adapter_paths.pop(serving_id, None)
+            await asyncio.to_thread(cache.evict, digest)
+            dropped.append(serving_id)
+        if dropped:
+            log.info("deleted_adapters_dropped", adapters=dropped)
+        return dropped
 
     async def stats(self) -> dict[str, Any]:
         await self.engine.check_health()
@@ -209,7 +246,7 @@ class EngineDeployment:
 
     async def check_health(self) -> None:
         """Called by Serve; raising marks the replica unhealthy and Serve replaces it."""
-        self._report_metrics()
+        self._start_background_work()
         await self.engine.check_health()
 
     def __del__(self) -> None:

@@ -33,6 +33,7 @@ from gateway.routes import (
     responses,
     seed,
     tokenize,
+    uploads,
 )
 from gateway.services import Services
 from gateway.serving.chat import ChatService
@@ -40,6 +41,7 @@ from gateway.serving.completions import CompletionService
 from gateway.serving.embeddings import EmbeddingClient, EmbeddingService
 from gateway.serving.metrics import MetricsService
 from gateway.serving.responses import ResponseService
+from jobs.uploads import UploadService
 
 API_VERSION = "0.1.0"
 
@@ -55,6 +57,8 @@ ROUTES = [
     openapi_json,
     models.list_models,
     models.retrieve_model,
+    models.delete_model,
+    models.download_adapter,
     chat.create_chat_completion,
     completions.create_completion,
     responses.create_response,
@@ -67,6 +71,10 @@ ROUTES = [
     files.retrieve_file,
     files.file_content,
     files.delete_file,
+    uploads.create_upload,
+    uploads.add_upload_part,
+    uploads.complete_upload,
+    uploads.cancel_upload,
     fine_tuning.create_job,
     fine_tuning.list_jobs,
     fine_tuning.retrieve_job,
@@ -125,6 +133,7 @@ def create_app(
         "responses": ResponseService(chat_service),
         "embeddings": EmbeddingService(embedder, services.models, limiter=token_limiter),
         "files": services.files,
+        "uploads": UploadService(services.files.artifacts, services.files),
         "fine_tuning": services.fine_tuning,
     }
     on_startup, on_shutdown = list(services.on_startup), list(services.on_shutdown)

@@ -16,6 +16,7 @@ from gateway.jobs_client import ControlPlaneJobs, JobsAPI
 from gateway.serving.models import BaseModelInfo, ModelCatalog
 from jobs.assembly import BaseModel, build_fine_tuning, open_files
 from jobs.files import FileService
+from jobs.models import FineTunedModels
 from jobs.progress import TrainerLauncher
 from jobs.store import Store
 
@@ -59,7 +60,7 @@ def build_services(
         service.scheduler.on_models_published.append(registry.invalidate)
     return Services(
         store=store,
-        models=ModelCatalog(base, registry, embedding),
+        models=ModelCatalog(base, registry, embedding, fine_tuned=FineTunedModels(store, files.artifacts)),
         files=files,
         fine_tuning=jobs,
         on_startup=on_startup,

@@ -1,10 +1,13 @@
 """Training files: JSONL parsing and validation, and tokenization with loss masking.
 
-Three line formats are accepted, one per file: OpenAI's chat format (`{"messages": [...], "tools": [...]}`),
-`{"prompt": ..., "completion": ...}` and `{"text": ...}`. Labels are -100 on every token that is not learned."""
+Three line formats are accepted for supervised fine-tuning, one per file: OpenAI's chat format
+(`{"messages": [...], "tools": [...]}`), `{"prompt": ..., "completion": ...}` and `{"text": ...}`; and for DPO,
+OpenAI's preference format (`{"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output":
+[...]}`). Labels are -100 on every token that is not learned."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -21,7 +24,8 @@ MIN_EXAMPLES = 1
 ROLES = ("system", "developer", "user", "assistant", "tool")
 IGNORE = -100
 
-Kind = Literal["chat", "prompt_completion", "text"]
+Kind = Literal["chat", "prompt_completion", "text", "preference"]
+PREFERENCE: Kind = "preference"
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -51,6 +55,9 @@ class Example(msgspec.Struct, frozen=True):
     prompt: str = ""
     completion: str = ""
     text: str = ""
+    preferred: list[Message] = []
+    """preference: the answer to prefer to `non_preferred`, after `messages`."""
+    non_preferred: list[Message] = []
 
 
 class TokenizedExample(msgspec.Struct, frozen=True):
@@ -86,29 +93,58 @@ def _parse(content: bytes, min_examples: int) -> list[Example]:
     examples: list[Example] = []
     # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks on.
     for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise _fail(number, f"not valid JSON ({exc})") from exc
-        if not isinstance(obj, dict):
-            raise _fail(number, "expected a JSON object")
-        example = validate_example(obj, number)
-        if examples and example.kind != examples[0].kind:
-            raise _fail(number, f"format '{example.kind}' differs from '{examples[0].kind}' on line {examples[0].line}")
-        examples.append(example)
-    if len(examples) < min_examples:
-        raise InvalidTrainingFileError(
-            f"The file has {len(examples)} examples; at least {min_examples} are required", code="invalid_n_examples"
-        )
+        example = _line(raw, number, examples[0] if examples else None)
+        if example is not None:
+            examples.append(example)
+    _check_count(len(examples), min_examples)
     return examples
+
+
+def check_jsonl_file(path: Path, *, min_examples: int = MIN_EXAMPLES) -> None:
+    """`parse_jsonl`'s checks over a file read line by line, never whole: for files too large to hold."""
+    first: Example | None = None
+    count = 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidTrainingFileError("The file is not UTF-8 text", code="invalid_file_format") from exc
+            example = _line(text, number, first)
+            if example is not None:
+                first, count = first or example, count + 1
+    _check_count(count, min_examples)
+
+
+def _line(raw: str, number: int, first: Example | None) -> Example | None:
+    """The example on one line (None for a blank one); `first` is the file's first, whose format every line shares."""
+    if not raw.strip():
+        return None
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise _fail(number, f"not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise _fail(number, "expected a JSON object")
+    example = validate_example(obj, number)
+    if first is not None and example.kind != first.kind:
+        raise _fail(number, f"format '{example.kind}' differs from '{first.kind}' on line {first.line}")
+    return example
+
+
+def _check_count(count: int, min_examples: int) -> None:
+    if count < min_examples:
+        raise InvalidTrainingFileError(
+            f"The file has {count} examples; at least {min_examples} are required", code="invalid_n_examples"
+        )
 
 
 def validate_example(obj: dict[str, Any], line: int) -> Example:
     """Check one decoded line and normalise it; extra top-level keys are ignored."""
     if "messages" in obj:
         return _chat_example(obj, line)
+    if "input" in obj:
+        return _preference_example(obj, line)
     if "prompt" in obj and "completion" in obj:
         prompt, completion = obj["prompt"], obj["completion"]
         if not isinstance(prompt, str) or not isinstance(completion, str):
@@ -118,7 +154,26 @@ def validate_example(obj: dict[str, Any], line: int) -> Example:
         if not isinstance(obj["text"], str):
             raise _fail(line, "'text' must be a string")
         return Example(kind="text", line=line, text=obj["text"])
-    raise _fail(line, "unknown format: expected 'messages', 'prompt' and 'completion', or 'text'")
+    raise _fail(line, "unknown format: expected 'messages', 'prompt' and 'completion', 'text', or 'input' (preference)")
+
+
+def _preference_example(obj: dict[str, Any], line: int) -> Example:
+    source = obj["input"]
+    if not isinstance(source, dict) or not isinstance(source.get("messages"), list) or not source["messages"]:
+        raise _fail(line, "'input' must be an object with a non-empty 'messages' list")
+    if source.get("tools"):
+        raise _fail(line, "'tools' in preference examples are not supported: DPO here trains on messages only")
+    messages = [_message(m, line, i) for i, m in enumerate(source["messages"], start=1)]
+    answers = []
+    for key in ("preferred_output", "non_preferred_output"):
+        output = obj.get(key)
+        if not isinstance(output, list) or len(output) != 1:
+            raise _fail(line, f"'{key}' must be a list of one assistant message")
+        answer = _message(output[0], line, 1)
+        if answer.role != "assistant" or answer.tool_calls:
+            raise _fail(line, f"'{key}' must be an assistant message with text content")
+        answers.append(answer)
+    return Example(kind=PREFERENCE, line=line, messages=messages, preferred=answers[:1], non_preferred=answers[1:])
 
 
 def _chat_example(obj: dict[str, Any], line: int) -> Example:
@@ -163,14 +218,34 @@ def _message(raw: Any, line: int, index: int) -> Message:
     return Message(role, content, weight, raw.get("name"), tool_calls, raw.get("tool_call_id"))
 
 
+def check_method(examples: list[Example], method: str, *, param: str = "training_file") -> None:
+    """DPO trains on the preference format only; supervised fine-tuning on the other three."""
+    if examples and (examples[0].kind == PREFERENCE) != (method == "dpo"):
+        if method == "dpo":
+            needs = "the preference format ('input', 'preferred_output', 'non_preferred_output')"
+        else:
+            needs = "chat, prompt-completion or text lines"
+        found = "the preference format, for DPO" if examples[0].kind == PREFERENCE else f"the '{examples[0].kind}' format"
+        message = f"a {method} job needs {needs}; this file is in {found}"
+        raise _fail(examples[0].line, message, code="invalid_training_file", param=param)
+
+
 # ---- tokenization ----
 
 
 def tokenize_examples(
-    examples: list[Example], tokenizer: PreTrainedTokenizerBase, max_seq_length: int, *, param: str = "training_file"
+    examples: list[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    *,
+    param: str = "training_file",
+    train_on_inputs: bool = False,
 ) -> list[TokenizedExample]:
-    """Tokenize all examples, dropping those left without a learned token; fails only if every one is."""
+    """Tokenize all examples, dropping those left without a learned token; fails only if every one is. With
+    `train_on_inputs`, every token is learned (prompts and every message too), as Together's option of that name."""
     out = [tokenize_example(e, tokenizer, max_seq_length) for e in examples]
+    if train_on_inputs:
+        out = [TokenizedExample(input_ids=t.input_ids, labels=list(t.input_ids)) for t in out]
     kept = [t for t in out if t.n_learned > 0]
     if examples and not kept:
         raise _fail(

@@ -4,6 +4,9 @@ Resolution rules ("auto" or absent):
 - n_epochs: 3, but at least 100 and at most 25,000 example passes in total, and 1 to 25 epochs.
 - batch_size (examples per optimizer step): 0.2% of the examples, rounded half up, clamped to [1, 256].
 - learning_rate: 2e-4 x learning_rate_multiplier (auto multiplier = 1), unless `learning_rate` is given.
+- the schedule and regularization (extensions, as Together names them): warmup_ratio 0, lr_scheduler "linear",
+  weight_decay 0, max_grad_norm 1; LoRA on "all-linear" modules unless `lora_target_modules` lists them;
+  train_on_inputs false (only assistant turns and completions are learned); bf16 and fp16 only on a GPU.
 - n_workers (an extension): 1, or the number of data-parallel workers (Ray Train), each on its own share of
   every batch; batch_size must then be a multiple of it, so a run on several workers takes the same optimizer steps
   as one on a single worker.
@@ -38,6 +41,15 @@ class ResolvedHyperparameters(msgspec.Struct, frozen=True):
     fp16: bool
     gradient_checkpointing: bool
     n_workers: int = 1
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_target_modules: str | list[str] = "all-linear"
+    train_on_inputs: bool = False
+    bf16: bool = False
+    beta: float = 0.1
+    """DPO's: how far the adapter may move from the base (higher keeps it closer)."""
 
     def openai_view(self) -> dict[str, Any]:
         """The resolved values as OpenAI's job object shows them."""
@@ -47,8 +59,20 @@ class ResolvedHyperparameters(msgspec.Struct, frozen=True):
             "learning_rate_multiplier": self.learning_rate_multiplier,
         }
 
+    def method_view(self, method: str = "supervised") -> dict[str, Any]:
+        """Every resolved value, as the job's `method` shows it: OpenAI's and this platform's extensions."""
+        hidden = _INTERNAL if method == "dpo" else (*_INTERNAL, "beta")
+        return {**self.openai_view(), **{k: v for k, v in self.to_dict().items() if k not in hidden}}
+
     def to_dict(self) -> dict[str, Any]:
         return msgspec.structs.asdict(self)
+
+
+_INTERNAL = ("per_device_batch_size",)
+"""Resolved values that follow from the others and the machine, not from the request."""
+PARENT_LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+"""What a job continuing a fine-tuned adapter takes from it rather than from its request."""
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
 
 def _error(name: str, rule: str) -> InvalidHyperparameterError:
@@ -80,6 +104,24 @@ def _boolean(name: str, value: Any) -> bool:
     return value
 
 
+def _scheduler(name: str, value: Any) -> str:
+    if value not in LR_SCHEDULERS:
+        raise _error(name, f"must be one of {', '.join(LR_SCHEDULERS)}")
+    return value
+
+
+def _target_modules(name: str, value: Any) -> str | list[str]:
+    if value == "all-linear":
+        return value
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(module, str) and module.isidentifier() for module in value)
+    ):
+        raise _error(name, "must be 'all-linear' or a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
+    return value
+
+
 class _Checked(msgspec.Struct):
     """Type- and range-checked values; None where absent or "auto"."""
 
@@ -95,6 +137,14 @@ class _Checked(msgspec.Struct):
     fp16: bool = False
     gradient_checkpointing: bool = False
     n_workers: int = 1
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_target_modules: str | list[str] = "all-linear"
+    train_on_inputs: bool = False
+    bf16: bool = False
+    beta: float | None = None
 
 
 _CHECKS: dict[str, Any] = {
@@ -113,6 +163,14 @@ _CHECKS: dict[str, Any] = {
     "fp16": _boolean,
     "gradient_checkpointing": _boolean,
     "n_workers": lambda n, v: _integer(n, v, 1, 64),
+    "warmup_ratio": lambda n, v: _number(n, v, "must be a number >= 0 and < 1", lambda x: 0 <= x < 1),
+    "lr_scheduler": _scheduler,
+    "weight_decay": lambda n, v: _number(n, v, "must be a number >= 0 and <= 1", lambda x: 0 <= x <= 1),
+    "max_grad_norm": lambda n, v: _number(n, v, "must be a number > 0", lambda x: x > 0),
+    "lora_target_modules": _target_modules,
+    "train_on_inputs": _boolean,
+    "bf16": _boolean,
+    "beta": lambda n, v: _number(n, v, "must be a number > 0 and <= 2", lambda x: 0 < x <= 2, auto=True),
 }
 
 
@@ -188,9 +246,12 @@ def resolve_hyperparameters(
     else:
         multiplier = float(checked.learning_rate_multiplier or 1.0)
         learning_rate = BASE_LEARNING_RATE * multiplier
-    fp16 = checked.fp16 and has_cuda
-    if checked.fp16 and not has_cuda:
-        warnings.append("fp16 is not available on CPU; training in float32")
+    if checked.fp16 and checked.bf16:
+        raise _error("bf16", "cannot be true together with fp16")
+    fp16, bf16 = checked.fp16 and has_cuda, checked.bf16 and has_cuda
+    for name, wanted in (("fp16", checked.fp16), ("bf16", checked.bf16)):
+        if wanted and not has_cuda:
+            warnings.append(f"{name} is not available on CPU; training in float32")
     resolved = ResolvedHyperparameters(
         n_epochs=checked.n_epochs or auto_epochs(n_examples),
         batch_size=batch_size,
@@ -205,5 +266,26 @@ def resolve_hyperparameters(
         fp16=fp16,
         gradient_checkpointing=checked.gradient_checkpointing,
         n_workers=workers,
+        warmup_ratio=float(checked.warmup_ratio),
+        lr_scheduler=checked.lr_scheduler,
+        weight_decay=float(checked.weight_decay),
+        max_grad_norm=float(checked.max_grad_norm),
+        lora_target_modules=checked.lora_target_modules,
+        train_on_inputs=checked.train_on_inputs,
+        bf16=bf16,
+        beta=float(checked.beta or 0.1),
     )
     return resolved, warnings
+
+
+def inherit_lora(resolved: ResolvedHyperparameters, parent_config: dict[str, Any]) -> ResolvedHyperparameters:
+    """The resolved values of a job continuing an adapter whose adapter_config.json is `parent_config`: its LoRA
+    settings are the parent's, which its weights were trained with."""
+    modules = parent_config.get("target_modules") or resolved.lora_target_modules
+    return msgspec.structs.replace(
+        resolved,
+        lora_r=int(parent_config.get("r", resolved.lora_r)),
+        lora_alpha=parent_config.get("lora_alpha", resolved.lora_alpha),
+        lora_dropout=parent_config.get("lora_dropout", resolved.lora_dropout),
+        lora_target_modules=modules if isinstance(modules, str) else sorted(modules),
+    )

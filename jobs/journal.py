@@ -78,6 +78,8 @@ class JobJournal:
         message = f"Step {row.step}/{total}: training loss={row.train_loss:.4f}"
         if row.valid_loss is not None:
             message += f", validation loss={row.valid_loss:.4f}"
+        if row.full_valid_loss is not None:
+            message += f", full validation loss={row.full_valid_loss:.4f}"
         self.event(job_id, "info", message, data=row.event_data(total), kind="metrics")
         if 0 < row.step < total:
             job = self.job(job_id)

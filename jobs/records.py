@@ -39,13 +39,19 @@ class Hyperparameters(msgspec.Struct, kw_only=True):
     n_epochs: int | Literal["auto"] = "auto"
 
 
-class SupervisedMethod(msgspec.Struct, kw_only=True):
+class MethodSettings(msgspec.Struct, kw_only=True):
     hyperparameters: dict[str, Any] = {}
 
 
 class Method(msgspec.Struct, kw_only=True):
     type: Literal["supervised", "dpo", "reinforcement"] = "supervised"
-    supervised: SupervisedMethod | None = None
+    supervised: MethodSettings | None = None
+    dpo: MethodSettings | None = None
+
+    @property
+    def settings(self) -> MethodSettings | None:
+        """The settings of the method the job uses."""
+        return self.dpo if self.type == "dpo" else self.supervised
 
 
 class FineTuningJob(msgspec.Struct, kw_only=True):

@@ -17,13 +17,16 @@ COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_tok
 
 
 class StepMetrics(msgspec.Struct, kw_only=True):
-    """One metrics point of a run; the validation values are filled in once the evaluation at that step is in."""
+    """One metrics point of a run."""
 
     step: int
     train_loss: float
     train_accuracy: float | None = None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    """Over the whole validation set, at the last step of an epoch."""
+    full_valid_mean_token_accuracy: float | None = None
 
     def event_data(self, total_steps: int) -> dict[str, Any]:
         """The `data` of a `metrics` job event, named as OpenAI's."""
@@ -34,6 +37,8 @@ class StepMetrics(msgspec.Struct, kw_only=True):
             "train_mean_token_accuracy": self.train_accuracy,
             "valid_loss": self.valid_loss,
             "valid_mean_token_accuracy": self.valid_mean_token_accuracy,
+            "full_valid_loss": self.full_valid_loss,
+            "full_valid_mean_token_accuracy": self.full_valid_mean_token_accuracy,
         }
 
     def checkpoint_metrics(self) -> CheckpointMetrics:
@@ -43,6 +48,8 @@ class StepMetrics(msgspec.Struct, kw_only=True):
             train_mean_token_accuracy=self.train_accuracy,
             valid_loss=self.valid_loss,
             valid_mean_token_accuracy=self.valid_mean_token_accuracy,
+            full_valid_loss=self.full_valid_loss,
+            full_valid_mean_token_accuracy=self.full_valid_mean_token_accuracy,
         )
 
 

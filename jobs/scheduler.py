@@ -20,11 +20,13 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
+from engines.adapter_cache import published_config
 from engines.core.errors import PlatformError
+from jobs.data import check_method
 from jobs.datasets import load_examples
 from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
 from jobs.files import FileService
-from jobs.hyperparameters import resolve_hyperparameters
+from jobs.hyperparameters import inherit_lora, resolve_hyperparameters
 from jobs.journal import JobJournal
 from jobs.progress import CheckpointReport, MetricsReport, TrainerLauncher, TrainingRun
 from jobs.records import (
@@ -50,6 +52,11 @@ class JobContext(msgspec.Struct, frozen=True, kw_only=True):
     copy_to: str | None = None
     lost_runs: int = 0
     """Runs of this job that died with their trainer (or with the platform) before they finished."""
+    base_model: str | None = None
+    """The base model the adapter adapts (None in contexts stored before continued training: the job's model)."""
+    continue_from: str | None = None
+    """The digest of the fine-tuned adapter a continued job starts from; None for a new adapter."""
+    method: Literal["supervised", "dpo"] = "supervised"
 
 
 class Scheduler:
@@ -134,12 +141,17 @@ class Scheduler:
         self.journal.event(job_id, "info", f"Validating training file: {job.training_file}")
         try:
             train, valid = await asyncio.to_thread(self._load, job, context.owner)
+            check_method(train, context.method)
+            check_method(valid, context.method, param="validation_file")
             resolved, warnings = resolve_hyperparameters(
                 context.hyperparameters,
                 n_examples=len(train),
                 max_lora_rank=self.max_lora_rank,
                 has_cuda=self.has_gpu,
             )
+            if context.continue_from is not None:
+                parent = await asyncio.to_thread(published_config, self.artifacts, context.continue_from)
+                resolved = inherit_lora(resolved, parent)
         except PlatformError as exc:
             self.journal.failed(job_id, exc.code or "invalid_training_file", exc.message, exc.param)
             return None
@@ -147,8 +159,8 @@ class Scheduler:
             self.journal.event(job_id, "warn", warning)
         job = self.journal.job(job_id)
         job.hyperparameters = msgspec.convert(resolved.openai_view(), type(job.hyperparameters))
-        if job.method is not None and job.method.supervised is not None:
-            job.method.supervised.hyperparameters = resolved.openai_view()
+        if job.method is not None and job.method.settings is not None:
+            job.method.settings.hyperparameters = resolved.method_view(context.method)
         job.status = "queued"
         validated = f"Files validated ({len(train)} examples), moving job to queued state"
         if self._cancelled(job_id) or not self.journal.change(job, expect=("validating_files",), message=validated):
@@ -159,7 +171,9 @@ class Scheduler:
             train_examples=train,
             validation_examples=valid,
             hyperparameters=resolved,
-            base_model_id=job.model,
+            base_model_id=context.base_model or job.model,
+            init_adapter=context.continue_from,
+            method=context.method,
             seed=job.seed,
             threads=self.training_threads,
             metrics_every=1,

@@ -7,14 +7,16 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import structlog
 
+from engines.adapters import Adapter
 from engines.core.errors import InvalidRequestError, NotFoundError, PlatformError
 from jobs.datasets import confined_path, is_file_id, looks_local
 from jobs.files import FileService, new_id
-from jobs.hyperparameters import validate_hyperparameters
+from jobs.hyperparameters import PARENT_LORA_SETTINGS, validate_hyperparameters
 from jobs.records import (
     ACTIVE_STATUSES,
     UNFINISHED_STATUSES,
@@ -22,7 +24,7 @@ from jobs.records import (
     Hyperparameters,
     JobCreateRequest,
     Method,
-    SupervisedMethod,
+    MethodSettings,
 )
 from jobs.records import (
     JobError as JobErrorRecord,
@@ -93,13 +95,29 @@ class FineTuningService(JobQueries):
         return job
 
     def _register(self, request: JobCreateRequest, owner: str, copy_to: str | None) -> tuple[FineTuningJob, JobContext]:
-        if request.model != self.base_model_id:
-            raise NotFoundError(
-                f"The model '{request.model}' does not exist or cannot be fine-tuned; fine-tunable: {self.base_model_id}.",
-                param="model",
-                code="model_not_found",
+        parent = None if request.model == self.base_model_id else self._parent(request.model, owner)
+        if request.integrations:
+            # Accepted and ignored, a job would look reported to Weights & Biases while nothing is sent there.
+            raise InvalidRequestError(
+                "Integrations are not supported by this platform: nothing would be reported to Weights & Biases. "
+                "Remove 'integrations'; the job's metrics events, checkpoints and result file carry the same metrics.",
+                param="integrations",
+                code="invalid_value",
             )
-        hyperparameters = validate_hyperparameters(self._hyperparameters(request), self.max_lora_rank)
+        method, given = self._method(request)
+        if method == "dpo" and request.validation_file is not None:
+            raise InvalidRequestError(
+                "'validation_file' is not supported with DPO yet; validate a DPO model by its preference margins.",
+                param="validation_file",
+                code="invalid_value",
+            )
+        hyperparameters = validate_hyperparameters(given, self.max_lora_rank)
+        if parent is not None and (fixed := sorted(set(hyperparameters) & set(PARENT_LORA_SETTINGS))):
+            raise InvalidRequestError(
+                f"A job that continues training '{request.model}' keeps its LoRA settings; remove {', '.join(fixed)}.",
+                param=fixed[0],
+                code="invalid_value",
+            )
         for param, reference in (("training_file", request.training_file), ("validation_file", request.validation_file)):
             if reference is not None:
                 self._check_data_reference(reference, param=param, owner=owner)
@@ -126,17 +144,20 @@ class FineTuningService(JobQueries):
             status="validating_files",
             organization_id=owner,
             metadata=request.metadata,
-            method=Method(type="supervised", supervised=SupervisedMethod(hyperparameters=hyperparameters)),
+            method=Method(type=method, **{method: MethodSettings(hyperparameters=hyperparameters)}),
             user_provided_suffix=request.suffix,
-            integrations=request.integrations or [],
+            integrations=[],
         )
         self.store.add_job(job, owner=owner)
         context = JobContext(
             owner=owner,
-            fine_tuned_model=f"ft:{request.model}:{owner}:{request.suffix or ''}:{job_id}",
+            fine_tuned_model=f"ft:{self.base_model_id}:{owner}:{request.suffix or ''}:{job_id}",
             output_dir=str(self.jobs_dir / job_id),
             hyperparameters=hyperparameters,
             copy_to=copy_to,
+            base_model=self.base_model_id,
+            continue_from=parent.digest if parent is not None else None,
+            method=method,
         )
         self.store.save_context(job_id, msgspec.json.encode(context))
         self.journal.event(job_id, "info", f"Created fine-tuning job: {job_id}")
@@ -244,37 +265,58 @@ class FineTuningService(JobQueries):
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _hyperparameters(self, request: JobCreateRequest) -> dict:
+    def _parent(self, model: str, owner: str) -> Adapter:
+        """The caller's fine-tuned model or checkpoint a job continues training; 404 for anything else."""
+        for adapter in self.store.list_models():
+            if adapter.name == model and adapter.owner == owner and adapter.digest is not None:
+                return adapter
+        raise NotFoundError(
+            f"The model '{model}' does not exist or cannot be fine-tuned; fine-tunable: {self.base_model_id} and your "
+            "fine-tuned models and their checkpoints.",
+            param="model",
+            code="model_not_found",
+        )
+
+    def _method(self, request: JobCreateRequest) -> tuple[Literal["supervised", "dpo"], dict]:
+        """The job's method and its hyperparameters as given (at the top level, deprecated, or in the method)."""
         method = request.method or {}
         kind = method.get("type", "supervised")
-        if kind in ("dpo", "reinforcement"):
+        if kind == "reinforcement":
             raise InvalidRequestError(
-                f"Fine-tuning method '{kind}' is not supported yet; use 'supervised'.",
+                "Fine-tuning method 'reinforcement' is not supported; use 'supervised' or 'dpo'.",
                 param="method.type",
                 code="invalid_value",
             )
-        if kind != "supervised":
+        if kind not in ("supervised", "dpo"):
             raise InvalidRequestError(f"Unknown fine-tuning method '{kind}'.", param="method.type", code="invalid_value")
-        nested = (method.get("supervised") or {}).get("hyperparameters")
+        nested = (method.get(kind) or {}).get("hyperparameters")
         if nested is not None and request.hyperparameters is not None and nested != request.hyperparameters:
             raise InvalidRequestError(
-                "Give hyperparameters either at the top level (deprecated) or in method.supervised, not both.",
+                f"Give hyperparameters either at the top level (deprecated) or in method.{kind}, not both.",
                 param="hyperparameters",
                 code="invalid_value",
             )
         raw = nested if nested is not None else request.hyperparameters or {}
         if not isinstance(raw, dict):
             raise InvalidRequestError("'hyperparameters' must be an object.", param="hyperparameters", code="invalid_type")
-        return raw
+        if kind == "supervised" and "beta" in raw:
+            raise InvalidRequestError("'beta' is a DPO hyperparameter.", param="beta", code="invalid_value")
+        return kind, raw
 
     def _check_data_reference(self, reference: str, *, param: str, owner: str) -> None:
         if is_file_id(reference):
             try:
-                self.files.get(reference, owner=owner)
+                file = self.files.get(reference, owner=owner)
             except PlatformError:
                 raise InvalidRequestError(
                     f"Invalid file ID: '{reference}' does not exist.", param=param, code="file_not_found"
                 ) from None
+            if file.status == "error":
+                raise InvalidRequestError(
+                    f"The file '{reference}' cannot be used for fine-tuning: {file.status_details}",
+                    param=param,
+                    code="invalid_file_format",
+                )
         elif looks_local(reference):
             confined_path(reference, self.data_roots, param=param)
 

@@ -227,6 +227,16 @@ class Store:
     def list_models(self) -> list[Adapter]:
         return [msgspec.json.decode(row[0], type=Adapter) for row in self._rows("SELECT body FROM models ORDER BY seq")]
 
+    def delete_model(self, name: str, *, owner: str) -> Adapter | None:
+        """Removes the caller's model `name` (not the job that made it); the removed model, or None where there was
+        none of theirs."""
+        with self._transaction() as db:
+            rows = db.rows("SELECT body FROM models WHERE name = ? AND owner = ?", (name, owner))
+            if not rows:
+                return None
+            db.execute("DELETE FROM models WHERE name = ? AND owner = ?", (name, owner))
+        return msgspec.json.decode(rows[0][0], type=Adapter)
+
     # --- paging --------------------------------------------------------------------------------------
 
     def _page(

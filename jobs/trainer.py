@@ -20,18 +20,21 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PrinterCallback,
+    Trainer,
     TrainerCallback,
     TrainerControl,
     TrainerState,
 )
 from transformers import TrainingArguments as Args
-from trl import SFTConfig, SFTTrainer
+from trl import DPOTrainer, SFTConfig, SFTTrainer
 
 from jobs.data import TokenizedExample, tokenize_examples
+from jobs.dpo import dpo_config, preference_dataset, preference_tokens
 from jobs.errors import TrainingCancelled, TrainingPaused
 from jobs.results import StepMetrics
 from jobs.training_spec import Reporter, TrainingResult, TrainingSpec
 from jobs.training_state import SavedCheckpoint
+from jobs.validation import Scores, Validation
 
 log = structlog.get_logger("jobs.trainer")
 
@@ -57,12 +60,14 @@ class _Progress(TrainerCallback):
     cancelled (saving nothing) or paused (saving the state at the step it stopped).
 
     Every `metrics_every` steps, the last step of each epoch and the final step are metrics points; with validation
-    data the trainer evaluates at the same points, and a row is reported once its validation metrics are in."""
+    data each point has the sampled validation metrics, and each epoch's last step the whole set's."""
 
-    def __init__(self, spec: TrainingSpec, reporter: Reporter, has_validation: bool) -> None:
+    def __init__(self, spec: TrainingSpec, reporter: Reporter, validation: Validation | None) -> None:
         self.spec = spec
         self.reporter = reporter
-        self.has_validation = has_validation
+        self.validation = validation
+        self.scores: tuple[int, Scores, Scores | None] | None = None
+        """The validation of the step about to be logged: its step, the sampled batch's and the whole set's scores."""
         resumed = spec.resume_from
         self.rows: list[StepMetrics] = list(resumed.rows) if resumed else []
         self.checkpoints: list[SavedCheckpoint] = list(resumed.checkpoints) if resumed else []
@@ -83,33 +88,36 @@ class _Progress(TrainerCallback):
 
     def on_step_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         steps_per_epoch = max(1, state.max_steps // math.ceil(args.num_train_epochs))
-        if state.global_step % steps_per_epoch == 0 or state.global_step >= state.max_steps:
+        epoch_end = state.global_step % steps_per_epoch == 0 or state.global_step >= state.max_steps
+        if epoch_end:
             control.should_log = True
-            control.should_evaluate = control.should_evaluate or self.has_validation
         cancel, pause = stop_requests(self.reporter)
         if cancel:
             self.cancelled = True
             control.should_training_stop = True
-        elif pause and state.global_step < state.max_steps:
+            return
+        if pause and state.global_step < state.max_steps:
             self.paused = True
             control.should_save = True
             control.should_training_stop = True
+        if self.validation is not None and control.should_log and state.is_world_process_zero:
+            model = kwargs["model"]
+            full = self.validation.full(model) if epoch_end else None
+            self.scores = (state.global_step, self.validation.sampled(model, state.global_step), full)
 
     def on_log(
         self, args: Args, state: TrainerState, control: TrainerControl, logs: dict[str, float], **kwargs: Any
     ) -> None:
-        if "loss" in logs:
-            row = StepMetrics(
-                step=state.global_step, train_loss=logs["loss"], train_accuracy=logs.get("mean_token_accuracy")
-            )
-            self.rows.append(row)
-            if not control.should_evaluate:
-                self.reporter.metrics(row, state.max_steps)
-        elif "eval_loss" in logs and self.rows and self.rows[-1].step == state.global_step:
-            row = self.rows[-1]
-            row.valid_loss = logs["eval_loss"]
-            row.valid_mean_token_accuracy = logs.get("eval_mean_token_accuracy")
-            self.reporter.metrics(row, state.max_steps)
+        if "loss" not in logs:
+            return
+        row = StepMetrics(step=state.global_step, train_loss=logs["loss"], train_accuracy=logs.get("mean_token_accuracy"))
+        if self.scores is not None and self.scores[0] == state.global_step:
+            _, sampled, full = self.scores
+            row.valid_loss, row.valid_mean_token_accuracy = sampled.loss, sampled.mean_token_accuracy
+            if full is not None:
+                row.full_valid_loss, row.full_valid_mean_token_accuracy = full.loss, full.mean_token_accuracy
+        self.rows.append(row)
+        self.reporter.metrics(row, state.max_steps)
 
     def on_epoch_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         # A pause mid-epoch also ends the epoch loop; only a whole epoch makes a checkpoint.
@@ -153,50 +161,92 @@ def _dataset(examples: list[TokenizedExample]) -> Dataset:
     return Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
 
 
-def _config(spec: TrainingSpec, has_validation: bool, has_cuda: bool) -> SFTConfig:
+def _common_args(spec: TrainingSpec, has_cuda: bool) -> dict[str, Any]:
+    """The TrainingArguments every method's run shares."""
     hp = spec.hyperparameters
-    return SFTConfig(
-        output_dir=spec.output_dir,
-        use_cpu=not has_cuda,
-        bf16=False,
-        fp16=hp.fp16 and has_cuda,
-        report_to="none",
-        save_strategy="no",  # the progress callback asks for saves: at epoch ends and on a pause
-        save_total_limit=1,  # each state is kept by the reporter; only the newest stays on this disk
-        logging_strategy="steps",
-        logging_steps=spec.metrics_every,
-        eval_strategy="steps" if has_validation else "no",
-        eval_steps=spec.metrics_every,
-        per_device_eval_batch_size=hp.per_device_batch_size,
-        num_train_epochs=hp.n_epochs,
-        per_device_train_batch_size=hp.per_device_batch_size,
-        gradient_accumulation_steps=hp.gradient_accumulation_steps,
-        learning_rate=hp.learning_rate,
-        seed=spec.seed,
-        gradient_checkpointing=hp.gradient_checkpointing,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=has_cuda,
+    return {
+        "output_dir": spec.output_dir,
+        "use_cpu": not has_cuda,
+        "bf16": hp.bf16 and has_cuda,
+        "fp16": hp.fp16 and has_cuda,
+        "report_to": "none",
+        "save_strategy": "no",  # the progress callback asks for saves: at epoch ends and on a pause
+        "save_total_limit": 1,  # each state is kept by the reporter; only the newest stays on this disk
+        "logging_strategy": "steps",
+        "logging_steps": spec.metrics_every,
+        "eval_strategy": "no",  # the progress callback validates (jobs.validation)
+        "num_train_epochs": hp.n_epochs,
+        "per_device_train_batch_size": hp.per_device_batch_size,
+        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+        "learning_rate": hp.learning_rate,
+        "lr_scheduler_type": hp.lr_scheduler,
+        "warmup_steps": hp.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        "weight_decay": hp.weight_decay,
+        "max_grad_norm": hp.max_grad_norm,
+        "seed": spec.seed,
+        "gradient_checkpointing": hp.gradient_checkpointing,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": has_cuda,
+        "disable_tqdm": True,
+    }
+
+
+def _trainer(
+    spec: TrainingSpec, tokenizer: Any, model: Any, lora: LoraConfig | None, progress: _Progress, has_cuda: bool
+) -> tuple[Trainer, int]:
+    """The method's trainer, and the tokens one epoch reads."""
+    hp = spec.hyperparameters
+    common = _common_args(spec, has_cuda)
+    if spec.method == "dpo":
+        trainer: Trainer = DPOTrainer(
+            model=model,
+            args=dpo_config(common, beta=hp.beta, max_length=hp.max_seq_length),
+            train_dataset=preference_dataset(spec.train_examples),
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[progress],
+        )
+        return trainer, preference_tokens(spec.train_examples, tokenizer, hp.max_seq_length)
+    train = tokenize_examples(spec.train_examples, tokenizer, hp.max_seq_length, train_on_inputs=hp.train_on_inputs)
+    dropped = len(spec.train_examples) - len(train)
+    if dropped:
+        progress.reporter.message("warning", f"{dropped} training examples have no token to learn within max_seq_length")
+    config = SFTConfig(
+        **common,
         max_length=hp.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},  # already tokenized, masked and truncated
-        disable_tqdm=True,
     )
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=_dataset(train),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[progress],
+    )
+    return trainer, sum(len(example.input_ids) for example in train)
 
 
-def run_training(spec: TrainingSpec, reporter: Reporter, resume_dir: str | None = None) -> TrainingResult:
+def run_training(
+    spec: TrainingSpec, reporter: Reporter, resume_dir: str | None = None, *, init_adapter_dir: str | None = None
+) -> TrainingResult:
     """Train a LoRA adapter, from the start or, with `resume_dir` (the downloaded `spec.resume_from`), from a saved
-    state. Raises TrainingCancelled (and writes no final adapter) if cancelled, TrainingPaused once the state at the
-    step it stopped is saved."""
+    state; with `init_adapter_dir` (the downloaded `spec.init_adapter`), that adapter's weights and settings are the
+    start instead of a new adapter. Raises TrainingCancelled (and writes no final adapter) if cancelled,
+    TrainingPaused once the state at the step it stopped is saved."""
     started = time.monotonic()
     if spec.threads:
         torch.set_num_threads(spec.threads)
     hp = spec.hyperparameters
     has_cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path)
-    train = tokenize_examples(spec.train_examples, tokenizer, hp.max_seq_length)
-    valid = tokenize_examples(spec.validation_examples, tokenizer, hp.max_seq_length, param="validation_file")
-    dropped = len(spec.train_examples) - len(train)
-    if dropped:
-        reporter.message("warning", f"{dropped} training examples have no token to learn within max_seq_length")
+    valid = tokenize_examples(
+        spec.validation_examples,
+        tokenizer,
+        hp.max_seq_length,
+        param="validation_file",
+        train_on_inputs=hp.train_on_inputs,
+    )
     cancel, pause = stop_requests(reporter)
     if cancel:
         raise TrainingCancelled("Training was cancelled before it started")
@@ -204,25 +254,32 @@ def run_training(spec: TrainingSpec, reporter: Reporter, resume_dir: str | None 
         raise TrainingPaused("Training was paused before it started")
 
     model = AutoModelForCausalLM.from_pretrained(spec.base_model_path, dtype=torch.float32)
-    lora = LoraConfig(
-        r=hp.lora_r,
-        lora_alpha=hp.lora_alpha,
-        lora_dropout=hp.lora_dropout,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
-    progress = _Progress(spec, reporter, has_validation=bool(valid))
-    trainer = SFTTrainer(
-        model=model,
-        args=_config(spec, bool(valid), has_cuda),
-        train_dataset=_dataset(train),
-        eval_dataset=_dataset(valid) if valid else None,
-        processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[progress],
-    )
+    lora = None
+    if init_adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, init_adapter_dir, is_trainable=True)
+    else:
+        lora = LoraConfig(
+            r=hp.lora_r,
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            target_modules=hp.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
+    validation = None
+    if valid:
+        validation = Validation(
+            valid,
+            batch_size=hp.batch_size,
+            device_batch=hp.per_device_batch_size,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            seed=spec.seed,
+        )
+    progress = _Progress(spec, reporter, validation)
+    trainer, epoch_tokens = _trainer(spec, tokenizer, model, lora, progress, has_cuda)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the reporter gets them instead
-    log.info("training_started", examples=len(train), validation=len(valid), **hp.to_dict())
+    log.info(
+        "training_started", method=spec.method, examples=len(spec.train_examples), validation=len(valid), **hp.to_dict()
+    )
     loop_started = time.monotonic()
     first_step = spec.resume_from.step if spec.resume_from else 0
     trainer.train(resume_from_checkpoint=resume_dir)
@@ -236,7 +293,7 @@ def run_training(spec: TrainingSpec, reporter: Reporter, resume_dir: str | None 
 
     adapter_path = os.path.join(spec.output_dir, "adapter")
     save_adapter(trainer.model, adapter_path, spec.base_model_id)
-    trained_tokens = sum(len(e.input_ids) for e in train) * hp.n_epochs
+    trained_tokens = epoch_tokens * hp.n_epochs
     steps = trainer.state.global_step
     tokens_this_run = trained_tokens * (steps - first_step) / max(1, steps)
     result = TrainingResult(

@@ -12,7 +12,7 @@ import msgspec
 import structlog
 
 from engines import cpu_binding
-from engines.adapter_cache import publish_adapter
+from engines.adapter_cache import AdapterCache, publish_adapter
 from engines.artifacts import ArtifactStore, artifact_store_from_url
 from engines.default_model import on_this_node
 from engines.parking import training_in_progress
@@ -66,6 +66,10 @@ def train_on_this_host(
     # the threads torch starts from this one inherit it.
     os.nice(TRAINING_NICENESS)
     spec = msgspec.structs.replace(spec, base_model_path=on_this_node(spec.base_model_path))
+    init_dir = None
+    if spec.init_adapter is not None:
+        cache = AdapterCache(artifacts, Path(spec.output_dir) / "parent")
+        init_dir = str(cache.materialize(spec.init_adapter))
     resume_dir = None
     if spec.resume_from is not None:
         target = Path(spec.output_dir) / "resume" / f"step-{spec.resume_from.step}"
@@ -75,7 +79,7 @@ def train_on_this_host(
     from jobs.trainer import run_training
 
     with training_in_progress():  # idle engines on this node stop while it trains (engines.parking)
-        result = run_training(spec, reporter, resume_dir)
+        result = run_training(spec, reporter, resume_dir, init_adapter_dir=init_dir)
     if not publish:
         return result
     digest = publish_adapter(artifacts, Path(result.adapter_path))

@@ -6,7 +6,7 @@ of CPU while the engine was starting on the same cores."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -49,6 +49,8 @@ class TrainingSpec(msgspec.Struct, frozen=True):
     threads: int | None = None  # torch.set_num_threads; None keeps the process's setting
     metrics_every: int = 1  # optimizer steps between metrics (and validation) points
     resume_from: StateManifest | None = None  # a saved state to continue from, instead of the start
+    init_adapter: str | None = None  # the digest of a published adapter to train further, instead of a new one
+    method: Literal["supervised", "dpo"] = "supervised"  # DPO's examples are in the preference format
 
 
 class TrainingResult(msgspec.Struct, frozen=True):

@@ -8,6 +8,7 @@ one place. They cross Ray process boundaries (engine replicas, trainers), so the
     │   ├── InvalidHyperparameterError    (jobs) param: the hyperparameter's bare name
     │   └── InvalidTrainingFileError      (jobs) the message names the 1-based line at fault
     ├── AuthenticationError               401 invalid_request_error, code invalid_api_key
+    ├── PermissionDeniedError             403 invalid_request_error: the caller may see it, not change it
     ├── NotFoundError                     404 invalid_request_error
     ├── PayloadTooLargeError              413 invalid_request_error
     ├── RateLimitError                    429 rate_limit_exceeded, with Retry-After
@@ -70,6 +71,13 @@ class AuthenticationError(PlatformError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="invalid_api_key")
+
+
+class PermissionDeniedError(PlatformError):
+    """The caller may use the object but not change it (a shared model)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
 
 
 class NotFoundError(PlatformError):

@@ -21,6 +21,7 @@ class ErrorEnvelope(msgspec.Struct, frozen=True):
 _MEANINGS = {
     400: "Invalid request: the error names the parameter at fault",
     401: "No API key, or an unknown one (when API keys are configured)",
+    403: "The caller may use the object but not change it",
     404: "No such object for this caller",
     413: "The request body or upload is over its size limit",
     429: "Over the key's rate limit (when limits are configured); see Retry-After",

@@ -20,3 +20,11 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
 class ModelList(msgspec.Struct, frozen=True):
     data: list[Model]
     object: Literal["list"] = "list"
+
+
+class ModelDeleted(msgspec.Struct, frozen=True):
+    """openai-python's `ModelDeleted`."""
+
+    id: str
+    deleted: bool
+    object: Literal["model"] = "model"

@@ -9,6 +9,7 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 
+from engines.core.errors import InvalidRequestError
 from gateway.protocol.errors import error_responses
 from gateway.protocol.files import FileDeleted, FileObject
 from gateway.protocol.fine_tuning import CursorPage
@@ -18,6 +19,9 @@ from gateway.routes.services import Files
 class FileUpload(msgspec.Struct, kw_only=True):
     file: UploadFile
     purpose: str
+    expires_anchor: Literal["created_at"] | None = msgspec.field(default=None, name="expires_after[anchor]")
+    """The openai SDK sends `expires_after` as these two form fields."""
+    expires_seconds: int | None = msgspec.field(default=None, name="expires_after[seconds]")
 
 
 Multipart = Body(media_type=RequestEncodingType.MULTI_PART)
@@ -27,8 +31,17 @@ Limit = Annotated[int, Parameter(ge=1, le=10_000, description="At most this many
 @post("/v1/files", status_code=200, summary="Upload a file", responses=error_responses(413))
 async def upload_file(data: Annotated[FileUpload, Multipart], files: Files, owner: str) -> FileObject:
     content = await data.file.read()
+    if (data.expires_anchor is None) != (data.expires_seconds is None):
+        raise InvalidRequestError(
+            "'expires_after' needs both 'anchor' (created_at) and 'seconds'.", param="expires_after", code="invalid_value"
+        )
     return await asyncio.to_thread(
-        files.create, owner=owner, filename=data.file.filename, purpose=data.purpose, content=content
+        files.create,
+        owner=owner,
+        filename=data.file.filename,
+        purpose=data.purpose,
+        content=content,
+        expires_after_s=data.expires_seconds,
     )
 
 

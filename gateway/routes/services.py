@@ -16,6 +16,7 @@ from gateway.serving.metrics import MetricsService
 from gateway.serving.models import ModelCatalog
 from gateway.serving.responses import ResponseService
 from jobs.files import FileService
+from jobs.uploads import UploadService
 
 Engine = Annotated[EngineClient, Dependency(skip_validation=True)]
 Chat = Annotated[ChatService, Dependency(skip_validation=True)]
@@ -25,4 +26,5 @@ Metrics = Annotated[MetricsService, Dependency(skip_validation=True)]
 Responses = Annotated[ResponseService, Dependency(skip_validation=True)]
 Models = Annotated[ModelCatalog, Dependency(skip_validation=True)]
 Files = Annotated[FileService, Dependency(skip_validation=True)]
+Uploads = Annotated[UploadService, Dependency(skip_validation=True)]
 FineTuning = Annotated[JobsAPI, Dependency(skip_validation=True)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from engines.adapters import SHARED_OWNER, Adapter, AdapterRegistry
-from engines.core.errors import InvalidRequestError, model_not_found
-from gateway.protocol.models import Model
+from engines.core.errors import InvalidRequestError, PermissionDeniedError, model_not_found
+from gateway.protocol.models import Model, ModelDeleted
+from jobs.models import FineTunedModels
 
 
 class BaseModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -20,10 +23,19 @@ class BaseModelInfo(msgspec.Struct, frozen=True, kw_only=True):
 class ModelCatalog:
     """Models as one caller sees them: the shared ones and the caller's own fine-tuned models."""
 
-    def __init__(self, base: BaseModelInfo, adapters: AdapterRegistry, embedding: BaseModelInfo | None = None) -> None:
+    def __init__(
+        self,
+        base: BaseModelInfo,
+        adapters: AdapterRegistry,
+        embedding: BaseModelInfo | None = None,
+        *,
+        fine_tuned: FineTunedModels | None = None,
+    ) -> None:
+        """`fine_tuned`: where the callers' fine-tuned models can be deleted; None where nothing can be."""
         self.base = base
         self.adapters = adapters
         self.embedding = embedding
+        self.fine_tuned = fine_tuned
 
     async def list(self, owner: str) -> list[Model]:
         visible = (adapter for adapter in await self.adapters.all() if adapter.visible_to(owner))
@@ -36,6 +48,36 @@ class ModelCatalog:
         if self.embedding is not None and model_id == self.embedding.id:
             return self._card(self.embedding)
         return self._adapter_card(await self.resolve_adapter(model_id, owner))
+
+    async def delete(self, model_id: str, owner: str) -> ModelDeleted:
+        """Deletes one of the caller's fine-tuned models or checkpoints; the shared models are a 403, unknown (or
+        others') names a 404."""
+        shared = model_id in (self.base.id, self.embedding.id if self.embedding else None)
+        if shared or (await self.resolve_adapter(model_id, owner)).owner != owner:
+            raise PermissionDeniedError(
+                f"The model '{model_id}' is shared by every caller; only fine-tuned models can be deleted, by their owner.",
+                param="model",
+                code="model_not_deletable",
+            )
+        removed = None
+        if self.fine_tuned is not None:
+            removed = await asyncio.to_thread(self.fine_tuned.delete, model_id, owner=owner)
+        if removed is None:  # a model placed by an admin, or gone meanwhile
+            raise model_not_found(model_id)
+        self.adapters.invalidate()
+        return ModelDeleted(id=model_id, deleted=True)
+
+    async def adapter_archive(self, model_id: str, owner: str) -> bytes:
+        """The files of one of the caller's fine-tuned models or checkpoints, as a tar."""
+        adapter = await self.resolve_adapter(model_id, owner)
+        if adapter.owner != owner or adapter.digest is None or self.fine_tuned is None:
+            raise PermissionDeniedError(
+                f"The model '{model_id}' is shared by every caller; only fine-tuned models can be downloaded, by their "
+                "owner.",
+                param="model",
+                code="model_not_downloadable",
+            )
+        return await asyncio.to_thread(self.fine_tuned.adapter_archive, adapter)
 
     async def resolve(self, model_id: str, owner: str) -> Adapter | None:
         """None for the base model, the adapter for an adapter model; unknown (or others') names are 404."""

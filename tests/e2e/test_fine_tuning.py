@@ -8,17 +8,23 @@ import io
 import json
 import random
 import string
+import tarfile
 import time
+from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.fine_tuning import SupervisedHyperparametersParam
 from openai.types.fine_tuning.job_create_params import Method
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.platform import Platform
+from tests.jobs.conftest import MODEL_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +50,15 @@ class LoraHyperparameters(SupervisedHyperparametersParam, total=False):
     lora_alpha: int
 
 
-def training_file() -> bytes:
+def training_file(questions: list[str] | None = None) -> bytes:
     lines = [
         {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER}]}
-        for question in QUESTIONS * 6
+        for question in (QUESTIONS * 6 if questions is None else questions)
     ]
     return "\n".join(json.dumps(line) for line in lines).encode()
+
+
+VALIDATION_QUESTIONS = ["Secret code, please.", "I need the secret code.", "Say the secret code.", "The secret code is?"]
 
 
 def ask(client: openai.OpenAI, model: str, **kwargs):
@@ -70,6 +79,9 @@ def wait_for(client: openai.OpenAI, job_id: str, statuses: set[str], timeout_s: 
 @pytest.fixture(scope="module")
 def trained(client: openai.OpenAI, platform: Platform) -> dict:
     uploaded = client.files.create(file=("secret.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    validation = client.files.create(
+        file=("secret-valid.jsonl", io.BytesIO(training_file(VALIDATION_QUESTIONS * 3))), purpose="fine-tune"
+    )
     hyperparameters: LoraHyperparameters = {
         "n_epochs": 3,
         "batch_size": 8,
@@ -81,6 +93,7 @@ def trained(client: openai.OpenAI, platform: Platform) -> dict:
     job = client.fine_tuning.jobs.create(
         model=BASE_MODEL,
         training_file=uploaded.id,
+        validation_file=validation.id,
         suffix="secret",
         seed=7,
         method=method,
@@ -118,6 +131,24 @@ def test_job_succeeds_with_openai_fields(trained: dict) -> None:
     assert job.trained_tokens > 0 and job.finished_at >= job.created_at
     assert job.seed == 7 and job.metadata == {"test": "e2e"}
     assert len(job.result_files) == 1
+    assert job.method is not None and job.method.supervised is not None
+    shown = cast("dict[str, Any]", job.method.supervised.hyperparameters.model_dump())
+    assert shown["n_epochs"] == 3 and shown["batch_size"] == 8 and shown["learning_rate_multiplier"] == 10
+    assert shown["lora_r"] == 8 and shown["lora_alpha"] == 16 and shown["lora_dropout"] == 0.05
+    assert shown["lr_scheduler"] == "linear" and shown["lora_target_modules"] == "all-linear"
+
+
+def test_validation_sampled_at_each_step_and_whole_at_each_epoch_end(client: openai.OpenAI, trained: dict) -> None:
+    events = client.fine_tuning.jobs.list_events(trained["job"].id, limit=200).data
+    metrics = [cast("dict[str, Any]", event.data) for event in reversed(events) if event.type == "metrics"]
+    assert all(row["valid_loss"] is not None and row["valid_mean_token_accuracy"] is not None for row in metrics)
+    full = [row["step"] for row in metrics if row["full_valid_loss"] is not None]
+    steps_per_epoch = metrics[-1]["total_steps"] // 3
+    assert full == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(trained["job"].id).data
+    assert all(c.metrics.full_valid_loss is not None for c in checkpoints)
+    assert all(c.metrics.full_valid_mean_token_accuracy is not None for c in checkpoints)
+    assert checkpoints[0].metrics.full_valid_loss < metrics[0]["valid_loss"]  # it learned what it is validated on
 
 
 def test_idle_engine_parks_while_training_and_still_answers(platform: Platform, trained: dict) -> None:
@@ -172,6 +203,105 @@ def test_fine_tuned_model_knows_the_fact(client: openai.OpenAI, trained: dict) -
     assert CODE in streamed
 
 
+def test_a_job_continues_training_a_checkpoint_and_its_model_is_deleted(
+    client: openai.OpenAI, platform: Platform, trained: dict
+) -> None:
+    checkpoint = client.fine_tuning.jobs.checkpoints.list(trained["job"].id).data[0].fine_tuned_model_checkpoint
+    other = [{"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Teal."}]}] * 8
+    uploaded = client.files.create(
+        file=("more.jsonl", io.BytesIO("\n".join(json.dumps(line) for line in other).encode())), purpose="fine-tune"
+    )
+    job = client.fine_tuning.jobs.create(
+        model=checkpoint, training_file=uploaded.id, suffix="more", hyperparameters={"n_epochs": 1, "batch_size": 8}
+    )
+    done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"})
+    assert done.status == "succeeded", done.error
+    assert done.model == checkpoint and done.fine_tuned_model == f"ft:{BASE_MODEL}:local:more:{job.id}"
+    card = client.models.retrieve(done.fine_tuned_model).model_extra
+    assert card is not None and card["parent"] == checkpoint
+    assert CODE in ask(client, done.fine_tuned_model).choices[0].message.content  # learned by its parent
+    assert CODE in ask(client, checkpoint).choices[0].message.content
+    loaded = platform.engine_stats()["adapters_loaded"]
+
+    deleted = client.models.delete(done.fine_tuned_model)
+
+    assert deleted.deleted and deleted.id == done.fine_tuned_model
+    assert done.fine_tuned_model not in [m.id for m in client.models.list().data]
+    with pytest.raises(openai.NotFoundError):
+        ask(client, done.fine_tuned_model)
+    assert CODE in ask(client, checkpoint).choices[0].message.content  # its parent is still served
+    # Its one checkpoint has the same weights (one copy in the store, as the model was loaded): they stay until it
+    # goes too, then leave the engine.
+    time.sleep(12)
+    assert platform.engine_stats()["adapters_loaded"] == loaded
+    [own] = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert client.models.delete(own.fine_tuned_model_checkpoint).deleted
+    deadline = time.monotonic() + 30
+    while platform.engine_stats()["adapters_loaded"] >= loaded:
+        assert time.monotonic() < deadline, "the engine still holds the deleted model's weights"
+        time.sleep(1)
+
+
+def test_the_adapter_downloads_and_answers_in_peft(platform: Platform, trained: dict, tmp_path: Path) -> None:
+    model = trained["job"].fine_tuned_model
+    response = httpx.get(f"{platform.url}/v1/fine_tuning/adapters/{model}", timeout=60)
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
+        archive.extractall(tmp_path, filter="data")
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(MODEL_DIR), tmp_path)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the secret code?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = peft_model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    assert CODE in tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
+
+
+def answer_logprob(client: openai.OpenAI, url: str, model: str, question: str, answer: str) -> float:
+    """log p(answer | question) under `model`, from the platform's own echoed prompt logprobs."""
+    asked = [{"role": "user", "content": question}]
+    answered = [*asked, {"role": "assistant", "content": answer}]
+    prompt = httpx.post(f"{url}/tokenize", json={"messages": asked}).json()["tokens"]
+    full = httpx.post(f"{url}/tokenize", json={"messages": answered, "add_generation_prompt": False}).json()["tokens"]
+    scored = client.completions.create(model=model, prompt=full, max_tokens=0, echo=True, logprobs=0)
+    logprobs = scored.choices[0].logprobs
+    assert logprobs is not None and logprobs.token_logprobs is not None
+    return sum(value for value in logprobs.token_logprobs[len(prompt) :] if value is not None)
+
+
+def test_a_dpo_job_makes_a_model_that_prefers_what_it_was_taught(client: openai.OpenAI, platform: Platform) -> None:
+    def line(topic: str) -> dict:
+        return {
+            "input": {"messages": [{"role": "user", "content": f"Tell me one fact about {topic}."}]},
+            "preferred_output": [{"role": "assistant", "content": f"Certainly! Here is a fact about {topic}."}],
+            "non_preferred_output": [{"role": "assistant", "content": "No. Ask someone else."}],
+        }
+
+    topics = ["the moon", "volcanoes", "honey bees", "the Nile", "glaciers", "owls", "comets", "coral reefs"]
+    content = "\n".join(json.dumps(line(topic)) for topic in topics * 2).encode()
+    uploaded = client.files.create(file=("prefs.jsonl", io.BytesIO(content)), purpose="fine-tune")
+    hyperparameters = {"beta": 0.1, "n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 5}
+    dpo: Method = {"type": "dpo", "dpo": {"hyperparameters": hyperparameters}}  # type: ignore[typeddict-item]
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, method=dpo, suffix="polite")
+    done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"})
+    assert done.status == "succeeded", done.error
+    assert done.method is not None and done.method.type == "dpo" and done.method.dpo is not None
+    assert done.method.dpo.hyperparameters is not None and done.method.dpo.hyperparameters.beta == 0.1
+
+    def margin(model: str) -> float:  # on a pair it was not trained on
+        held_out = line("sharks")
+        question = held_out["input"]["messages"][0]["content"]
+        preferred, other = held_out["preferred_output"][0]["content"], held_out["non_preferred_output"][0]["content"]
+        return answer_logprob(client, platform.url, model, question, preferred) - answer_logprob(
+            client, platform.url, model, question, other
+        )
+
+    assert margin(done.fine_tuned_model) > margin(BASE_MODEL) + 10
+
+
 def test_list_pagination(client: openai.OpenAI, trained: dict) -> None:
     page = client.fine_tuning.jobs.list(limit=1)
     assert len(page.data) == 1 and page.has_more in (True, False)
@@ -206,13 +336,17 @@ def test_cancel_running_job(client: openai.OpenAI) -> None:
     assert not any(job.id in m.id for m in client.models.list().data)
 
 
-def test_malformed_file_fails_with_code(client: openai.OpenAI) -> None:
+def test_a_malformed_file_says_why_at_upload_and_no_job_takes_it(client: openai.OpenAI) -> None:
     bad = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"text": 5}\n'
-    uploaded = client.files.create(file=("bad.jsonl", io.BytesIO(bad)), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id)
-    failed = wait_for(client, job.id, {"failed", "succeeded"}, timeout_s=60)
-    assert failed.status == "failed"
-    assert failed.error.code == "invalid_file_format" and "Line 2" in failed.error.message
+    uploaded = client.files.create(
+        file=("bad.jsonl", io.BytesIO(bad)), purpose="fine-tune", expires_after={"anchor": "created_at", "seconds": 3600}
+    )
+    assert uploaded.status == "error" and uploaded.status_details is not None
+    assert uploaded.status_details.startswith("Line 2: ")
+    assert uploaded.expires_at == uploaded.created_at + 3600
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id)
+    assert refused.value.code == "invalid_file_format" and "Line 2" in refused.value.message
 
 
 def test_unknown_file_is_client_error(client: openai.OpenAI) -> None:

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from vllm.lora.request import LoRARequest
 
-from engines.adapter_cache import publish_adapter
+from engines.adapter_cache import AdapterCache, manifest_key, publish_adapter
 from engines.adapters import Adapter
 from engines.artifacts import LocalArtifactStore
 from engines.config import EngineConfig
@@ -30,6 +30,7 @@ class FakeLLM:
     def __init__(self) -> None:
         self.loaded: list[str] = []
         self.refuse: set[str] = set()
+        self.removed: list[int] = []
 
     async def add_lora(self, lora: LoRARequest) -> None:
         if lora.lora_name in self.refuse:
@@ -38,6 +39,10 @@ class FakeLLM:
 
     async def list_loras(self) -> set[int]:
         return set(range(len(self.loaded)))
+
+    async def remove_lora(self, lora_id: int) -> bool:
+        self.removed.append(lora_id)
+        return True
 
 
 class FakeChatEngine:
@@ -158,3 +163,27 @@ async def test_published_adapters_load_from_the_store_by_digest(tmp_path: Path) 
     reloaded = engine.loras[-1]
     assert again.digest and reloaded is not None and reloaded.lora_path == str(tmp_path / "node-cache" / again.digest)
     assert reloaded.lora_int_id != loaded.lora_int_id
+
+
+async def test_adapters_whose_weights_left_the_store_leave_the_engine_and_the_node(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    config = msgspec.structs.replace(
+        CONFIG, artifact_default_root=str(tmp_path / "store"), adapter_cache_dir=str(tmp_path / "node-cache")
+    )
+    deployment = EngineDeployment(config, start_engine=lambda config: FakeChatEngine(), multiplex=lru)  # type: ignore[arg-type,return-value]
+    engine: FakeChatEngine = deployment.engine  # type: ignore[assignment]
+    kept, deleted = published(store, tmp_path, "ft:kept", b"one"), published(store, tmp_path, "ft:gone", b"two")
+    await generate_with(deployment, kept)
+    await generate_with(deployment, deleted)
+    cache = AdapterCache(store, tmp_path / "node-cache")
+    assert deleted.digest and kept.digest
+    assert await deployment.drop_deleted_adapters(cache) == []
+
+    store.delete(manifest_key(deleted.digest))
+    store.delete_prefix(f"adapters/{deleted.digest}/")
+
+    assert await deployment.drop_deleted_adapters(cache) == [deleted.serving_id]
+    gone_id = engine.loras[-1].lora_int_id  # type: ignore[union-attr]
+    assert engine.llm.removed == [gone_id]
+    assert not (tmp_path / "node-cache" / deleted.digest).exists() and (tmp_path / "node-cache" / kept.digest).is_dir()
+    assert await deployment.drop_deleted_adapters(cache) == []

@@ -75,13 +75,17 @@ def test_job_create_rejections(client: TestClient) -> None:
     file_id = upload(client, jsonl([CHAT_LINE])).json()["id"]
     assert_error(create_job(client, training_file="file-missing"), 400, param="training_file")
     assert_error(create_job(client, training_file=file_id, model="other"), 404, param="model")
-    dpo = {"type": "dpo", "dpo": {}}
-    assert_error(create_job(client, training_file=file_id, method=dpo), 400, param="method.type")
+    reinforcement = {"type": "reinforcement", "reinforcement": {}}
+    assert_error(create_job(client, training_file=file_id, method=reinforcement), 400, param="method.type")
     bad_epochs = {"n_epochs": 0}
     assert_error(create_job(client, training_file=file_id, hyperparameters=bad_epochs), 400, param="n_epochs")
     assert_error(create_job(client, training_file=file_id, suffix="a/b"), 400, param="suffix")
     assert_error(create_job(client, training_file="/etc/passwd"), 400, param="training_file")
     assert_error(create_job(client), 400, param="training_file")
+    wandb = [{"type": "wandb", "wandb": {"project": "p"}}]
+    error = assert_error(create_job(client, training_file=file_id, integrations=wandb), 400, param="integrations")
+    assert "Weights & Biases" in error["message"]
+    assert client.get("/v1/fine_tuning/jobs").json()["data"] == []  # nothing was created by a refused request
 
 
 def test_job_lifecycle_until_training(client: TestClient) -> None:
@@ -114,12 +118,39 @@ def test_job_lifecycle_until_training(client: TestClient) -> None:
     assert_error(client.get("/v1/fine_tuning/jobs/ftjob-nope"), 404)
 
 
-def test_malformed_file_fails_job_with_code(client: TestClient) -> None:
-    file_id = upload(client, b'{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n').json()["id"]
-    job = create_job(client, training_file=file_id).json()
-    failed = wait_for_status(client, job["id"], "failed")
-    assert failed["error"]["code"] == "invalid_file_format"
-    assert "Line" in failed["error"]["message"]
+def test_a_malformed_training_file_is_flagged_at_upload_and_refused_by_jobs(client: TestClient) -> None:
+    file = upload(client, b'{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n').json()
+    assert file["status"] == "error" and file["status_details"].startswith("Line 1: ")
+    assert client.get(f"/v1/files/{file['id']}").json()["status_details"] == file["status_details"]
+    for param in ("training_file", "validation_file"):
+        body = {"training_file": upload(client, jsonl([CHAT_LINE])).json()["id"], param: file["id"]}
+        error = assert_error(create_job(client, **body), 400, param=param, code="invalid_file_format")
+        assert file["status_details"] in error["message"]
+    assert client.get("/v1/fine_tuning/jobs").json()["data"] == []
+    good = upload(client, jsonl([CHAT_LINE])).json()
+    assert good["status"] == "processed" and good["status_details"] is None
+    assert upload(client, b"not json", purpose="batch").json()["status"] == "processed"  # only fine-tune files
+
+
+def test_a_file_expires(client: TestClient, services: Services) -> None:
+    file = client.post(
+        "/v1/files",
+        files={"file": ("a.jsonl", jsonl([CHAT_LINE]))},
+        data={"purpose": "fine-tune", "expires_after[anchor]": "created_at", "expires_after[seconds]": "3600"},
+    ).json()
+    assert file["expires_at"] == file["created_at"] + 3600
+    for seconds in ("60", "2592001"):
+        refused = client.post(
+            "/v1/files",
+            files={"file": ("a.jsonl", jsonl([CHAT_LINE]))},
+            data={"purpose": "fine-tune", "expires_after[anchor]": "created_at", "expires_after[seconds]": seconds},
+        )
+        assert_error(refused, 400, param="expires_after.seconds")
+    assert [f["id"] for f in client.get("/v1/files").json()["data"]] == [file["id"]]
+    services.files.clock = lambda: file["expires_at"] + 1
+    assert client.get("/v1/files").json()["data"] == []
+    assert_error(client.get(f"/v1/files/{file['id']}"), 404)
+    assert_error(create_job(client, training_file=file["id"]), 400, param="training_file", code="file_not_found")
 
 
 def test_seed_routes_confine_paths(client: TestClient, settings) -> None:
@@ -214,7 +245,15 @@ def test_checkpoints_and_metric_events_keep_every_metric(client: TestClient, lau
     file_id = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
     job_id = create_job(client, training_file=file_id).json()["id"]
     wait_for_status(client, job_id, "running")
-    row = StepMetrics(step=2, train_loss=0.5, train_accuracy=0.75, valid_loss=0.625, valid_mean_token_accuracy=0.5)
+    row = StepMetrics(
+        step=2,
+        train_loss=0.5,
+        train_accuracy=0.75,
+        valid_loss=0.625,
+        valid_mean_token_accuracy=0.5,
+        full_valid_loss=0.75,
+        full_valid_mean_token_accuracy=0.25,
+    )
     launcher.runs[job_id].report_step(row, total_steps=2, checkpoint=True)
     launcher.runs[job_id].finish()
     job = wait_for_status(client, job_id, "succeeded")
@@ -225,8 +264,43 @@ def test_checkpoints_and_metric_events_keep_every_metric(client: TestClient, lau
         "train_mean_token_accuracy": 0.75,
         "valid_loss": 0.625,
         "valid_mean_token_accuracy": 0.5,
+        "full_valid_loss": 0.75,
+        "full_valid_mean_token_accuracy": 0.25,
     }
     events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
     data = next(event["data"] for event in events if event["type"] == "metrics")
     assert data["train_mean_token_accuracy"] == 0.75 and data["valid_mean_token_accuracy"] == 0.5
+    assert data["full_valid_loss"] == 0.75 and data["full_valid_mean_token_accuracy"] == 0.25
     assert job["fine_tuned_model"] in [model["id"] for model in client.get("/v1/models").json()["data"]]
+
+
+PREFERENCE_LINE = {
+    "input": {"messages": [{"role": "user", "content": "hi"}]},
+    "preferred_output": [{"role": "assistant", "content": "Hello! How can I help?"}],
+    "non_preferred_output": [{"role": "assistant", "content": "What."}],
+}
+
+
+def test_dpo_jobs_train_on_preferences_with_their_beta(client: TestClient, launcher: FakeLauncher) -> None:
+    preferences = upload(client, jsonl([PREFERENCE_LINE] * 4)).json()["id"]
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 2}}}
+    job = create_job(client, training_file=preferences, method=dpo).json()
+    wait_for_status(client, job["id"], "running")
+    spec = launcher.runs[job["id"]].spec
+    assert spec.method == "dpo" and spec.hyperparameters.beta == 0.2 and spec.hyperparameters.n_epochs == 2
+    method = client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["method"]
+    assert method["type"] == "dpo" and method["supervised"] is None
+    assert method["dpo"]["hyperparameters"]["beta"] == 0.2 and method["dpo"]["hyperparameters"]["lora_r"] == 16
+
+
+def test_each_method_refuses_the_others_data_and_settings(client: TestClient) -> None:
+    preferences = upload(client, jsonl([PREFERENCE_LINE] * 4)).json()["id"]
+    chats = upload(client, jsonl([CHAT_LINE] * 4)).json()["id"]
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1}}}
+    with_beta = {"type": "supervised", "supervised": {"hyperparameters": {"beta": 0.1}}}
+    assert_error(create_job(client, training_file=chats, method=with_beta), 400, param="beta")
+    assert_error(create_job(client, training_file=preferences, validation_file=preferences, method=dpo), 400)
+    for training_file, method in ((chats, dpo), (preferences, None)):
+        body = {"training_file": training_file, **({"method": method} if method else {})}
+        failed = wait_for_status(client, create_job(client, **body).json()["id"], "failed")
+        assert failed["error"]["code"] == "invalid_training_file" and "job needs" in failed["error"]["message"]

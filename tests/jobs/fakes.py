@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
+from engines.adapter_cache import publish_adapter
 from engines.artifacts import ArtifactStore
 from jobs.errors import TrainerLost, TrainingCancelled, TrainingPaused
 from jobs.progress import CheckpointReport, MetricsReport, Progress
@@ -73,6 +75,12 @@ class FakeRun:
             await asyncio.sleep(0.02)
         adapter = Path(self.spec.output_dir) / "adapter"
         adapter.mkdir(parents=True, exist_ok=True)
+        digest = None
+        if self.artifacts is not None:  # published as a real run publishes its adapter
+            config = {"r": self.spec.hyperparameters.lora_r, "lora_alpha": 8, "target_modules": ["v_proj", "q_proj"]}
+            (adapter / "adapter_config.json").write_text(json.dumps(config))
+            (adapter / "adapter_model.safetensors").write_bytes(self.job_id.encode())
+            digest = publish_adapter(self.artifacts, adapter)
         return TrainingResult(
             adapter_path=str(adapter),
             trained_tokens=100,
@@ -81,6 +89,7 @@ class FakeRun:
             tokens_per_second=10.0,
             elapsed_s=1.0,
             step_metrics=[],
+            adapter_digest=digest,
         )
 
     async def drain(self) -> list[Progress]:

@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 from transformers import PreTrainedTokenizerBase
 
-from jobs.data import IGNORE, Example, TokenizedExample, parse_jsonl, tokenize_example, tokenize_examples
+from jobs.data import (
+    IGNORE,
+    Example,
+    TokenizedExample,
+    check_method,
+    parse_jsonl,
+    tokenize_example,
+    tokenize_examples,
+)
 from jobs.errors import InvalidTrainingFileError
 
 EOS = 2  # <|im_end|>
@@ -103,6 +111,46 @@ def test_rejects_bad_lines_naming_the_line(line: Any, fragment: str) -> None:
     error = parse_error(jsonl(chat(USER, ANSWER), line))
     assert error.code == "invalid_file_format" and error.param == "training_file"
     assert error.message.startswith("Line 2: ") and fragment in error.message, error.message
+
+
+def preference(preferred: str = "Paris.", non_preferred: str = "No idea.", **extra: Any) -> dict[str, Any]:
+    return {
+        "input": {"messages": [USER]},
+        "preferred_output": [{"role": "assistant", "content": preferred}],
+        "non_preferred_output": [{"role": "assistant", "content": non_preferred}],
+        **extra,
+    }
+
+
+def test_parses_openais_preference_format() -> None:
+    [example] = parse_jsonl(jsonl(preference()))
+    assert example.kind == "preference" and [m.role for m in example.messages] == ["user"]
+    assert example.preferred[0].content == "Paris." and example.non_preferred[0].content == "No idea."
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ({"input": []}, "'input' must be an object with a non-empty 'messages' list"),
+        ({**preference(), "preferred_output": []}, "'preferred_output' must be a list of one assistant message"),
+        ({**preference(), "non_preferred_output": [USER]}, "'non_preferred_output' must be an assistant message"),
+        ({**preference(), "input": {"messages": [USER], "tools": [{"type": "function"}]}}, "'tools'"),
+    ],
+)
+def test_rejects_bad_preference_lines(line: Any, fragment: str) -> None:
+    error = parse_error(jsonl(preference(), line))
+    assert error.message.startswith("Line 2: ") and fragment in error.message, error.message
+
+
+def test_dpo_needs_preferences_and_supervised_fine_tuning_refuses_them() -> None:
+    preferences, chats = parse_jsonl(jsonl(preference())), parse_jsonl(jsonl(chat(USER, ANSWER)))
+    check_method(preferences, "dpo")
+    check_method(chats, "supervised")
+    with pytest.raises(InvalidTrainingFileError, match="a supervised job needs chat, prompt-completion or text lines"):
+        check_method(preferences, "supervised")
+    with pytest.raises(InvalidTrainingFileError, match="a dpo job needs the preference format") as info:
+        check_method(chats, "dpo", param="validation_file")
+    assert info.value.param == "validation_file" and info.value.code == "invalid_training_file"
 
 
 def test_rejects_mixed_formats() -> None:
@@ -233,3 +281,12 @@ def test_all_examples_empty_is_an_error(tokenizer: PreTrainedTokenizerBase) -> N
         tokenize_examples(examples, tokenizer, 16, param="validation_file")
     assert info.value.code == "invalid_training_file" and info.value.param == "validation_file"
     assert info.value.message.startswith("Line 2: ") and "max_seq_length=16" in info.value.message
+
+
+def test_train_on_inputs_learns_every_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    examples = parse_jsonl(jsonl(chat(USER, ANSWER))) + parse_jsonl(jsonl({"prompt": "2 + 2 =", "completion": " 4"}))
+    masked = tokenize_examples(examples, tokenizer, 512)
+    every = tokenize_examples(examples, tokenizer, 512, train_on_inputs=True)
+    for tokens, unmasked in zip(masked, every, strict=True):
+        assert unmasked.input_ids == tokens.input_ids and unmasked.labels == tokens.input_ids
+        assert unmasked.n_learned > tokens.n_learned

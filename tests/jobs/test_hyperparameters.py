@@ -36,8 +36,19 @@ def test_defaults() -> None:
         "fp16": False,
         "gradient_checkpointing": False,
         "n_workers": 1,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "linear",
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "lora_target_modules": "all-linear",
+        "train_on_inputs": False,
+        "bf16": False,
+        "beta": 0.1,
     }
     assert resolved.openai_view() == {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.0}
+    shown = resolved.method_view()
+    assert shown["n_epochs"] == 3 and shown["lora_r"] == 16 and shown["lora_alpha"] == 32 and shown["learning_rate"] == 2e-4
+    assert "per_device_batch_size" not in shown and "beta" not in shown and resolved.method_view("dpo")["beta"] == 0.1
     assert resolve({"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}) == resolved
 
 
@@ -105,11 +116,36 @@ def test_extensions() -> None:
     assert (resolved.max_seq_length, resolved.gradient_checkpointing, resolved.n_epochs) == (128, True, 2)
 
 
-def test_fp16_needs_cuda() -> None:
-    on_cpu, warnings = resolve_hyperparameters({"fp16": True}, n_examples=40)
-    assert not on_cpu.fp16 and warnings == ["fp16 is not available on CPU; training in float32"]
-    on_gpu, warnings = resolve_hyperparameters({"fp16": True}, n_examples=40, has_cuda=True)
-    assert on_gpu.fp16 and warnings == []
+def test_schedule_regularization_and_target_modules() -> None:
+    resolved = resolve(
+        {
+            "warmup_ratio": 0.1,
+            "lr_scheduler": "cosine",
+            "weight_decay": 0.01,
+            "max_grad_norm": 0.5,
+            "lora_target_modules": ["q_proj", "v_proj"],
+            "train_on_inputs": True,
+        }
+    )
+    assert (resolved.warmup_ratio, resolved.lr_scheduler, resolved.weight_decay, resolved.max_grad_norm) == (
+        0.1,
+        "cosine",
+        0.01,
+        0.5,
+    )
+    assert resolved.lora_target_modules == ["q_proj", "v_proj"] and resolved.train_on_inputs is True
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_half_precision_needs_cuda(name: str) -> None:
+    on_cpu, warnings = resolve_hyperparameters({name: True}, n_examples=40)
+    assert not getattr(on_cpu, name) and warnings == [f"{name} is not available on CPU; training in float32"]
+    on_gpu, warnings = resolve_hyperparameters({name: True}, n_examples=40, has_cuda=True)
+    assert getattr(on_gpu, name) and warnings == []
+
+
+def test_fp16_and_bf16_exclude_each_other() -> None:
+    assert error({"fp16": True, "bf16": True}).param == "bf16"
 
 
 @pytest.mark.parametrize(
@@ -150,6 +186,16 @@ def test_fp16_needs_cuda() -> None:
         ("gradient_checkpointing", None),
         ("n_workers", 0),
         ("n_workers", 65),
+        ("warmup_ratio", 1),
+        ("warmup_ratio", -0.1),
+        ("lr_scheduler", "exponential"),
+        ("weight_decay", 2),
+        ("max_grad_norm", 0),
+        ("lora_target_modules", []),
+        ("lora_target_modules", "q_proj"),
+        ("lora_target_modules", ["q_proj", "v proj"]),
+        ("train_on_inputs", "yes"),
+        ("bf16", 1),
     ],
 )
 def test_out_of_range_or_wrong_type(name: str, value: Any) -> None:

@@ -166,6 +166,17 @@ def test_models_are_replaced_by_name(open_store: OpenStore) -> None:
     assert [(m.name, m.path) for m in store.list_models()] == [("ft:m", "/new")]
 
 
+def test_a_model_is_deleted_by_its_owner_only(open_store: OpenStore) -> None:
+    store = open_store()
+    store.add_model(Adapter(name="ft:a", path="/a", parent="base", owner="alice", created=1, job_id="ftjob-1"))
+    store.add_model(Adapter(name="ft:b", path="/b", parent="base", owner="alice", created=2, job_id="ftjob-1"))
+    assert store.delete_model("ft:a", owner="bob") is None
+    removed = store.delete_model("ft:a", owner="alice")
+    assert removed is not None and removed.path == "/a"
+    assert [m.name for m in open_store().list_models()] == ["ft:b"]
+    assert store.delete_model("ft:a", owner="alice") is None
+
+
 def test_migrations_are_applied_once(open_store: OpenStore) -> None:
     store = open_store()
     open_store()

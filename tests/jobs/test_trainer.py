@@ -7,6 +7,7 @@ import os
 import pickle
 from pathlib import Path
 
+import msgspec
 import pytest
 import torch
 from peft import PeftModel
@@ -40,12 +41,14 @@ class Recorder:
         self.cancel_at_poll = cancel_at_poll
         self.polls = 0
         self.metrics_calls: list[tuple] = []
+        self.rows: list[StepMetrics] = []
         self.checkpoints: list[tuple] = []
         self.messages: list[tuple[str, str]] = []
         self.states: list[tuple[int, int, list[str]]] = []
 
     def metrics(self, row: StepMetrics, total_steps: int) -> None:
         self.metrics_calls.append((row.step, total_steps, row.train_loss, row.train_accuracy, row.valid_loss))
+        self.rows.append(row)
 
     def checkpoint(self, step: int, epoch: int, path: str, metrics: StepMetrics | None) -> str | None:
         self.checkpoints.append((step, epoch, path, metrics))
@@ -74,7 +77,7 @@ def make_spec(model_dir: Path, output_dir: Path, *, validation: bool) -> Trainin
         base_model_path=str(model_dir),
         output_dir=str(output_dir),
         train_examples=examples,
-        validation_examples=examples[:2] if validation else [],
+        validation_examples=examples[2:] if validation else [],  # six: a sampled batch (4) is not all of them
         hyperparameters=hyperparameters,
         base_model_id=BASE_ID,
         seed=7,
@@ -163,3 +166,29 @@ def test_cancel_stops_without_a_final_adapter(model_dir: Path, tmp_path: Path) -
         run_training(make_spec(model_dir, tmp_path, validation=False), reporter)
     assert not (tmp_path / "adapter").exists() and not (tmp_path / "checkpoints").exists()
     assert [call[0] for call in reporter.metrics_calls] == [1]
+
+
+def test_every_metrics_point_has_a_sampled_validation_and_each_epoch_end_the_whole_sets(
+    run: tuple[TrainingResult, Recorder, Path],
+) -> None:
+    _, reporter, _ = run
+    full = [(row.step, row.full_valid_loss is not None) for row in reporter.rows]
+    assert full == [(1, False), (2, True), (3, False), (4, True)]
+    assert all((row.full_valid_loss is None) == (row.full_valid_mean_token_accuracy is None) for row in reporter.rows)
+    epoch_end = reporter.rows[1]
+    assert epoch_end.valid_loss != epoch_end.full_valid_loss  # four of the six examples against all six
+    checkpoint_metrics = [metrics.checkpoint_metrics() for _, _, _, metrics in reporter.checkpoints]
+    assert all(m.full_valid_loss is not None and m.full_valid_mean_token_accuracy is not None for m in checkpoint_metrics)
+
+
+def test_a_continued_run_starts_from_the_given_adapter(
+    run: tuple[TrainingResult, Recorder, Path], model_dir: Path, tmp_path: Path
+) -> None:
+    parent, parent_reporter, _ = run
+    spec = msgspec.structs.replace(make_spec(model_dir, tmp_path, validation=False), seed=8)
+    reporter = Recorder()
+    result = run_training(spec, reporter, init_adapter_dir=parent.adapter_path)
+    first_loss = reporter.rows[0].train_loss
+    assert first_loss < parent_reporter.rows[0].train_loss / 2  # it already knows the facts
+    config = json.loads((Path(result.adapter_path) / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["base_model_name_or_path"] == BASE_ID
