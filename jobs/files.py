@@ -55,42 +55,57 @@ class FileService:
                 f"The file is {len(content)} bytes; the limit is {self.max_bytes} bytes (MAX_UPLOAD_BYTES).", param="file"
             )
         self.check_expiry(expires_after_s)
-        created_at = int(self.clock())
-        file = FileObject(
-            id=new_id("file"),
-            bytes=len(content),
-            created_at=created_at,
-            filename=safe_filename(filename),
-            purpose=purpose,
-            expires_at=created_at + expires_after_s if expires_after_s is not None else None,
+        return self._add(
+            owner,
+            filename,
+            purpose,
+            len(content),
+            expires_after_s,
+            check=lambda: parse_jsonl(content),
+            put=lambda key: self.artifacts.put_bytes(key, content),
         )
-        if purpose == "fine-tune":
-            file.status_details = _unusable_because(lambda: parse_jsonl(content))
-            file.status = "error" if file.status_details else "processed"
-        key = f"files/{file.id}"
-        self.artifacts.put_bytes(key, content)
-        self.store.add_file(file, owner=owner, key=key)
-        return file
 
     def create_from_path(
         self, *, owner: str, filename: str, purpose: str, path: Path, expires_after_s: int | None = None
     ) -> FileObject:
         """A file whose content is at `path` (an upload put together from its parts), streamed to the store and
         checked line by line, never read whole."""
+        return self._add(
+            owner,
+            filename,
+            purpose,
+            path.stat().st_size,
+            expires_after_s,
+            check=lambda: check_jsonl_file(path),
+            put=lambda key: self.artifacts.put_file(key, path),
+        )
+
+    def _add(
+        self,
+        owner: str,
+        filename: str,
+        purpose: str,
+        size: int,
+        expires_after_s: int | None,
+        *,
+        check: Callable[[], object],
+        put: Callable[[str], None],
+    ) -> FileObject:
+        """Stores a file: `check` runs a fine-tuning job's checks on its content, `put` writes it under a key."""
         created_at = int(self.clock())
         file = FileObject(
             id=new_id("file"),
-            bytes=path.stat().st_size,
+            bytes=size,
             created_at=created_at,
             filename=safe_filename(filename),
             purpose=purpose,
             expires_at=created_at + expires_after_s if expires_after_s is not None else None,
         )
         if purpose == "fine-tune":
-            file.status_details = _unusable_because(lambda: check_jsonl_file(path))
+            file.status_details = _unusable_because(check)
             file.status = "error" if file.status_details else "processed"
         key = f"files/{file.id}"
-        self.artifacts.put_file(key, path)
+        put(key)
         self.store.add_file(file, owner=owner, key=key)
         return file
 
@@ -130,17 +145,15 @@ class FileService:
 
     def store_result(self, *, owner: str, filename: str, content: bytes) -> FileObject:
         """A file the platform writes itself (a job's metrics CSV); not subject to the upload limit."""
-        file = FileObject(
-            id=new_id("file"),
-            bytes=len(content),
-            created_at=int(time.time()),
-            filename=filename,
-            purpose="fine-tune-results",
+        return self._add(
+            owner,
+            filename,
+            "fine-tune-results",
+            len(content),
+            None,
+            check=lambda: None,
+            put=lambda key: self.artifacts.put_bytes(key, content),
         )
-        key = f"files/{file.id}"
-        self.artifacts.put_bytes(key, content)
-        self.store.add_file(file, owner=owner, key=key)
-        return file
 
     def _find(self, file_id: str, owner: str) -> tuple[FileObject, str]:
         found = self.store.get_file(file_id, owner=owner)

@@ -142,35 +142,32 @@ async def generate_with(deployment: EngineDeployment, adapter: Adapter) -> None:
     assert [chunk async for chunk in deployment.generate(request)]
 
 
-async def test_published_adapters_load_from_the_store_by_digest(tmp_path: Path) -> None:
-    store = LocalArtifactStore(tmp_path / "store")
+def with_artifact_store(tmp_path: Path) -> tuple[LocalArtifactStore, EngineDeployment]:
+    """A deployment that takes published adapters from a local artifact store into a node cache."""
     config = msgspec.structs.replace(
         CONFIG, artifact_default_root=str(tmp_path / "store"), adapter_cache_dir=str(tmp_path / "node-cache")
     )
     deployment = EngineDeployment(config, start_engine=lambda config: FakeChatEngine(), multiplex=lru)  # type: ignore[arg-type,return-value]
+    return LocalArtifactStore(tmp_path / "store"), deployment
+
+
+async def test_published_adapters_load_from_the_store_by_digest(tmp_path: Path) -> None:
+    store, deployment = with_artifact_store(tmp_path)
     engine: FakeChatEngine = deployment.engine  # type: ignore[assignment]
     first = published(store, tmp_path, "ft:m", b"one")
-    await deployment.generate(
-        GenerateRequest(request_id="r", messages=[], sampling=SamplingOptions(), adapter=first)
-    ).__anext__()
+    await generate_with(deployment, first)
     loaded = engine.loras[-1]
     assert first.digest and loaded is not None and loaded.lora_path == str(tmp_path / "node-cache" / first.digest)
     # The same name published again with other weights is loaded anew, never served from the old copy.
     again = published(store, tmp_path, "ft:m", b"two")
-    await deployment.generate(
-        GenerateRequest(request_id="r", messages=[], sampling=SamplingOptions(), adapter=again)
-    ).__anext__()
+    await generate_with(deployment, again)
     reloaded = engine.loras[-1]
     assert again.digest and reloaded is not None and reloaded.lora_path == str(tmp_path / "node-cache" / again.digest)
     assert reloaded.lora_int_id != loaded.lora_int_id
 
 
 async def test_adapters_whose_weights_left_the_store_leave_the_engine_and_the_node(tmp_path: Path) -> None:
-    store = LocalArtifactStore(tmp_path / "store")
-    config = msgspec.structs.replace(
-        CONFIG, artifact_default_root=str(tmp_path / "store"), adapter_cache_dir=str(tmp_path / "node-cache")
-    )
-    deployment = EngineDeployment(config, start_engine=lambda config: FakeChatEngine(), multiplex=lru)  # type: ignore[arg-type,return-value]
+    store, deployment = with_artifact_store(tmp_path)
     engine: FakeChatEngine = deployment.engine  # type: ignore[assignment]
     kept, deleted = published(store, tmp_path, "ft:kept", b"one"), published(store, tmp_path, "ft:gone", b"two")
     await generate_with(deployment, kept)
