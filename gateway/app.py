@@ -59,6 +59,7 @@ ROUTES = [
     models.retrieve_model,
     models.delete_model,
     models.download_adapter,
+    models.download_merged,
     chat.create_chat_completion,
     completions.create_completion,
     responses.create_response,

@@ -15,6 +15,7 @@ from engines.resources import ResourcePlan
 from gateway.jobs_client import ControlPlaneJobs, JobsAPI
 from gateway.serving.models import BaseModelInfo, ModelCatalog
 from jobs.assembly import BaseModel, build_fine_tuning, open_files
+from jobs.export import Exporter, ExportPlace
 from jobs.files import FileService
 from jobs.models import FineTunedModels
 from jobs.progress import TrainerLauncher
@@ -58,9 +59,13 @@ def build_services(
     )
     if control_plane is None:
         service.scheduler.on_models_published.append(registry.invalidate)
+    # Under Serve (a control plane), merges run as Ray tasks, never in a gateway replica's process.
+    place = ExportPlace(settings.artifact_store, str(settings.data_path), base.root)
+    exporter = Exporter(place, on_ray=control_plane is not None)
+    catalog = ModelCatalog(base, registry, embedding, fine_tuned=FineTunedModels(store, files.artifacts), exporter=exporter)
     return Services(
         store=store,
-        models=ModelCatalog(base, registry, embedding, fine_tuned=FineTunedModels(store, files.artifacts)),
+        models=catalog,
         files=files,
         fine_tuning=jobs,
         on_startup=on_startup,

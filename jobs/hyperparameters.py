@@ -6,7 +6,8 @@ Resolution rules ("auto" or absent):
 - learning_rate: 2e-4 x learning_rate_multiplier (auto multiplier = 1), unless `learning_rate` is given.
 - the schedule and regularization (extensions, as Together names them): warmup_ratio 0, lr_scheduler "linear",
   weight_decay 0, max_grad_norm 1; LoRA on "all-linear" modules unless `lora_target_modules` lists them;
-  train_on_inputs false (only assistant turns and completions are learned); bf16 and fp16 only on a GPU.
+  train_on_inputs false (only assistant turns and completions are learned); bf16 and fp16 only on a GPU;
+  n_checkpoints = n_epochs (a checkpoint at each epoch's end), else that many spread evenly over the steps.
 - n_workers (an extension): 1, or the number of data-parallel workers (Ray Train), each on its own share of
   every batch; batch_size must then be a multiple of it, so a run on several workers takes the same optimizer steps
   as one on a single worker.
@@ -50,6 +51,8 @@ class ResolvedHyperparameters(msgspec.Struct, frozen=True):
     bf16: bool = False
     beta: float = 0.1
     """DPO's: how far the adapter may move from the base (higher keeps it closer)."""
+    n_checkpoints: int = 0
+    """Checkpoints spread evenly over the run; resolved to n_epochs (one per epoch end), as 0 also means."""
 
     def openai_view(self) -> dict[str, Any]:
         """The resolved values as OpenAI's job object shows them."""
@@ -145,6 +148,7 @@ class _Checked(msgspec.Struct):
     train_on_inputs: bool = False
     bf16: bool = False
     beta: float | None = None
+    n_checkpoints: int | None = None
 
 
 _CHECKS: dict[str, Any] = {
@@ -170,6 +174,7 @@ _CHECKS: dict[str, Any] = {
     "lora_target_modules": _target_modules,
     "train_on_inputs": _boolean,
     "bf16": _boolean,
+    "n_checkpoints": lambda n, v: _integer(n, v, 1, 100),
     "beta": lambda n, v: _number(n, v, "must be a number > 0 and <= 2", lambda x: 0 < x <= 2, auto=True),
 }
 
@@ -252,8 +257,9 @@ def resolve_hyperparameters(
     for name, wanted in (("fp16", checked.fp16), ("bf16", checked.bf16)):
         if wanted and not has_cuda:
             warnings.append(f"{name} is not available on CPU; training in float32")
+    n_epochs = checked.n_epochs or auto_epochs(n_examples)
     resolved = ResolvedHyperparameters(
-        n_epochs=checked.n_epochs or auto_epochs(n_examples),
+        n_epochs=n_epochs,
         batch_size=batch_size,
         learning_rate_multiplier=multiplier,
         learning_rate=learning_rate,
@@ -274,6 +280,7 @@ def resolve_hyperparameters(
         train_on_inputs=checked.train_on_inputs,
         bf16=bf16,
         beta=float(checked.beta or 0.1),
+        n_checkpoints=checked.n_checkpoints or n_epochs,
     )
     return resolved, warnings
 

@@ -56,8 +56,9 @@ def save_adapter(model: PeftModel, path: str, base_model_id: str) -> None:
 
 
 class _Progress(TrainerCallback):
-    """Reports metrics, saves a checkpoint and the training state at each epoch end, and stops the run when it is
-    cancelled (saving nothing) or paused (saving the state at the step it stopped).
+    """Reports metrics, saves the training state at each epoch end and `n_checkpoints` checkpoints over the run (by
+    default one per epoch end), and stops the run when it is cancelled (saving nothing) or paused (saving the state
+    at the step it stopped).
 
     Every `metrics_every` steps, the last step of each epoch and the final step are metrics points; with validation
     data each point has the sampled validation metrics, and each epoch's last step the whole set's."""
@@ -100,6 +101,9 @@ class _Progress(TrainerCallback):
             self.paused = True
             control.should_save = True
             control.should_training_stop = True
+        if state.global_step in self._checkpoint_steps(state.max_steps, math.ceil(args.num_train_epochs)):
+            self.checkpoint_due = True
+            control.should_save = control.should_save or not epoch_end  # an epoch's end saves once its count is in
         if self.validation is not None and control.should_log and state.is_world_process_zero:
             model = kwargs["model"]
             full = self.validation.full(model) if epoch_end else None
@@ -124,8 +128,12 @@ class _Progress(TrainerCallback):
         if self.cancelled or state.epoch is None or abs(state.epoch - round(state.epoch)) > 1e-6:
             return
         self.epoch += 1
-        self.checkpoint_due = True
-        control.should_save = True
+        control.should_save = True  # the training state, and the checkpoint where one is due
+
+    def _checkpoint_steps(self, max_steps: int, epochs: int) -> set[int]:
+        """`n_checkpoints` steps spread evenly over the run, the last one last; one per epoch end by default."""
+        count = self.spec.hyperparameters.n_checkpoints or epochs
+        return {math.ceil(index * max_steps / count) for index in range(1, count + 1)}
 
     def on_save(self, args: Args, state: TrainerState, control: TrainerControl, model: PeftModel, **kwargs: Any) -> None:
         if self.cancelled or not state.is_world_process_zero:  # of a data-parallel run, rank 0 keeps what is saved

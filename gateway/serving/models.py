@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import msgspec
 
 from engines.adapters import SHARED_OWNER, Adapter, AdapterRegistry
 from engines.core.errors import InvalidRequestError, PermissionDeniedError, model_not_found
 from gateway.protocol.models import Model, ModelDeleted
+from jobs.export import Exporter
 from jobs.models import FineTunedModels
 
 
@@ -30,12 +32,15 @@ class ModelCatalog:
         embedding: BaseModelInfo | None = None,
         *,
         fine_tuned: FineTunedModels | None = None,
+        exporter: Exporter | None = None,
     ) -> None:
-        """`fine_tuned`: where the callers' fine-tuned models can be deleted; None where nothing can be."""
+        """`fine_tuned`: where the callers' fine-tuned models can be deleted and downloaded; `exporter` merges them
+        into the base; None where nothing can be."""
         self.base = base
         self.adapters = adapters
         self.embedding = embedding
         self.fine_tuned = fine_tuned
+        self.exporter = exporter
 
     async def list(self, owner: str) -> list[Model]:
         visible = (adapter for adapter in await self.adapters.all() if adapter.visible_to(owner))
@@ -69,6 +74,19 @@ class ModelCatalog:
 
     async def adapter_archive(self, model_id: str, owner: str) -> bytes:
         """The files of one of the caller's fine-tuned models or checkpoints, as a tar."""
+        adapter, fine_tuned = await self._downloadable(model_id, owner)
+        return await asyncio.to_thread(fine_tuned.adapter_archive, adapter)
+
+    async def merged_archive(self, model_id: str, owner: str, target: Path) -> None:
+        """Writes to `target` the tar of one of the caller's fine-tuned models merged into the base, merging it
+        first where that was not done before."""
+        adapter, fine_tuned = await self._downloadable(model_id, owner)
+        if self.exporter is None or adapter.digest is None:
+            raise PermissionDeniedError("This platform does not merge models.", param="model", code="model_not_mergeable")
+        key = await self.exporter.merged(adapter.digest)
+        await asyncio.to_thread(fine_tuned.artifacts.get_file, key, target)
+
+    async def _downloadable(self, model_id: str, owner: str) -> tuple[Adapter, FineTunedModels]:
         adapter = await self.resolve_adapter(model_id, owner)
         if adapter.owner != owner or adapter.digest is None or self.fine_tuned is None:
             raise PermissionDeniedError(
@@ -77,7 +95,7 @@ class ModelCatalog:
                 param="model",
                 code="model_not_downloadable",
             )
-        return await asyncio.to_thread(self.fine_tuned.adapter_archive, adapter)
+        return adapter, self.fine_tuned
 
     async def resolve(self, model_id: str, owner: str) -> Adapter | None:
         """None for the base model, the adapter for an adapter model; unknown (or others') names are 404."""

@@ -6,8 +6,11 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import json
+import os
 import random
 import string
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -258,6 +261,44 @@ def test_the_adapter_downloads_and_answers_in_peft(platform: Platform, trained: 
     )
     output = peft_model.generate(**inputs, max_new_tokens=24, do_sample=False)
     assert CODE in tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
+
+
+VLLM_ANSWER = """
+import sys
+from vllm import LLM, SamplingParams
+llm = LLM(model=sys.argv[1], enforce_eager=True, max_model_len=512, dtype="float32")
+messages = [{"role": "user", "content": "What is the secret code?"}]
+print(llm.chat(messages, SamplingParams(temperature=0, max_tokens=24))[0].outputs[0].text)
+"""
+
+
+def test_the_merged_model_answers_in_transformers_and_in_vllm(platform: Platform, trained: dict, tmp_path: Path) -> None:
+    model = trained["job"].fine_tuned_model
+    with httpx.stream("GET", f"{platform.url}/v1/fine_tuning/merged/{model}", timeout=300) as response:
+        assert response.status_code == 200, response.read()
+        (tmp_path / "merged.tar").write_bytes(response.read())
+    with tarfile.open(tmp_path / "merged.tar") as archive:
+        archive.extractall(tmp_path / "merged", filter="data")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the secret code?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = merged.generate(**inputs, max_new_tokens=24, do_sample=False)
+    assert CODE in tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
+    environment = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    served = subprocess.run(
+        [sys.executable, "-c", VLLM_ANSWER, str(tmp_path / "merged")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert CODE in served.stdout
 
 
 def answer_logprob(client: openai.OpenAI, url: str, model: str, question: str, answer: str) -> float:

@@ -44,6 +44,7 @@ def test_defaults() -> None:
         "train_on_inputs": False,
         "bf16": False,
         "beta": 0.1,
+        "n_checkpoints": 3,
     }
     assert resolved.openai_view() == {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.0}
     shown = resolved.method_view()
@@ -196,6 +197,8 @@ def test_fp16_and_bf16_exclude_each_other() -> None:
         ("lora_target_modules", ["q_proj", "v proj"]),
         ("train_on_inputs", "yes"),
         ("bf16", 1),
+        ("n_checkpoints", 0),
+        ("n_checkpoints", 101),
     ],
 )
 def test_out_of_range_or_wrong_type(name: str, value: Any) -> None:

@@ -192,3 +192,20 @@ def test_a_continued_run_starts_from_the_given_adapter(
     assert first_loss < parent_reporter.rows[0].train_loss / 2  # it already knows the facts
     config = json.loads((Path(result.adapter_path) / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["base_model_name_or_path"] == BASE_ID
+
+
+@pytest.mark.parametrize(
+    ("n_checkpoints", "steps", "states"),
+    [(1, [4], [(2, 1), (4, 2)]), (4, [1, 2, 3, 4], [(1, 0), (2, 1), (3, 1), (4, 2)])],
+)
+def test_n_checkpoints_spread_over_the_run_each_with_a_resumable_state(
+    model_dir: Path, tmp_path: Path, n_checkpoints: int, steps: list[int], states: list[tuple[int, int]]
+) -> None:
+    spec = make_spec(model_dir, tmp_path, validation=False)
+    spec = msgspec.structs.replace(
+        spec, hyperparameters=msgspec.structs.replace(spec.hyperparameters, n_checkpoints=n_checkpoints)
+    )
+    reporter = Recorder()
+    run_training(spec, reporter)
+    assert [step for step, _, _, _ in reporter.checkpoints] == steps
+    assert [(step, epochs) for step, epochs, _ in reporter.states] == states  # and at every epoch end
