@@ -251,16 +251,20 @@ def test_the_adapter_downloads_and_answers_in_peft(platform: Platform, trained: 
     assert response.status_code == 200, response.text
     with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
         archive.extractall(tmp_path, filter="data")
-    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
     peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(MODEL_DIR), tmp_path)
+    assert CODE in greedy_answer(peft_model, AutoTokenizer.from_pretrained(MODEL_DIR))
+
+
+def greedy_answer(model: Any, tokenizer: Any) -> str:
+    """What a transformers model answers the secret-code question, greedily."""
     inputs = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the secret code?"}],
         add_generation_prompt=True,
         return_tensors="pt",
         return_dict=True,
     )
-    output = peft_model.generate(**inputs, max_new_tokens=24, do_sample=False)
-    assert CODE in tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
+    output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    return tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
 
 
 VLLM_ANSWER = """
@@ -279,16 +283,8 @@ def test_the_merged_model_answers_in_transformers_and_in_vllm(platform: Platform
         (tmp_path / "merged.tar").write_bytes(response.read())
     with tarfile.open(tmp_path / "merged.tar") as archive:
         archive.extractall(tmp_path / "merged", filter="data")
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
-    inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the secret code?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    output = merged.generate(**inputs, max_new_tokens=24, do_sample=False)
-    assert CODE in tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
+    assert CODE in greedy_answer(merged, AutoTokenizer.from_pretrained(tmp_path / "merged"))
     environment = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     served = subprocess.run(
         [sys.executable, "-c", VLLM_ANSWER, str(tmp_path / "merged")],
