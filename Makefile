@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 PEERS_VENV := .venv-peers
 CLIENTS_VENV := .venv-clients
 
-.PHONY: setup model run test lint bench clean clients
+.PHONY: setup model console browser run test lint bench clean clients
 
 setup: $(STAMP)
 
@@ -29,7 +29,20 @@ endif
 model: setup
 	$(PY) -m engines.default_model
 
-run: model
+# The web console's one third-party asset, Swagger UI, from npm at the version package-lock.json pins.
+CONSOLE_MODULES := gateway/console/node_modules/.package-lock.json
+
+console: $(CONSOLE_MODULES)
+
+$(CONSOLE_MODULES): gateway/console/package.json gateway/console/package-lock.json
+	npm ci --prefix gateway/console --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The console's browser tests drive Debian's Chromium (Playwright's own browser download needs a host we can't reach).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+
+run: model console
 	$(PY) -m gateway
 
 lint: setup
@@ -37,7 +50,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: model lint clients
+test: model console browser lint clients
 	$(PY) -m pytest
 
 # Clients the e2e tests drive the platform with whose pins clash with the project's (LlamaIndex: an older openai SDK).

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.types import Middleware
+from litestar.types import ControllerRouterHandler, Middleware
 
 from engines.core.settings import Settings
 from gateway.auth import AuthMiddleware, KeyRing, RateLimitMiddleware, caller
@@ -24,6 +24,7 @@ from gateway.requests import PlatformRequest
 from gateway.routes import (
     chat,
     completions,
+    console,
     embeddings,
     files,
     fine_tuning,
@@ -138,12 +139,14 @@ def create_app(
         "fine_tuning": services.fine_tuning,
     }
     on_startup, on_shutdown = list(services.on_startup), list(services.on_shutdown)
-    routes = list(ROUTES)
+    routes: list[ControllerRouterHandler] = list(ROUTES)
     if reporter is not None:
         provided["metrics"] = MetricsService(reporter, services.models, services.store)
         routes.append(metrics.metrics)
         on_startup.append(reporter.start)
         on_shutdown.insert(0, reporter.stop)
+    if settings.console:
+        routes += console.console_routes()
     return Litestar(
         route_handlers=routes,
         dependencies={"owner": Provide(_owner), **{name: _provide(value) for name, value in provided.items()}},

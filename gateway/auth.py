@@ -14,10 +14,12 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from engines.core.errors import AuthenticationError, RateLimitError
 from engines.core.settings import Settings, SettingsError
 from gateway.limits import Limiter
+from gateway.routes.console import is_console_path
 
 OPEN_OWNER = "local"
 """The owner of everything while the platform runs without keys."""
 OPEN_PATHS = ("/health", "/openapi.json")
+"""Besides the web console's pages and assets (`is_console_path`)."""
 _OWNER_KEY = "owner"
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
@@ -64,6 +66,10 @@ class KeyRing:
         return cls(owners)
 
 
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or is_console_path(path)
+
+
 def caller(request: Request) -> str:
     """The owner the request acts for."""
     return scope_caller(request.scope)
@@ -80,7 +86,7 @@ class AuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.keys is None or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or self.keys is None or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
@@ -106,7 +112,7 @@ class RateLimitMiddleware:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and not is_open(scope["path"]):
             owner = scope.get("state", {}).get(_OWNER_KEY, OPEN_OWNER)
             verdict = await self.limiter.admit_request(owner)
             if not verdict.admitted:

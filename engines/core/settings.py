@@ -249,6 +249,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "engine replica on every node; `false` also stops counting."
         ),
     ] = True
+    console: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Serve the web console at `/`: a browser client of this API (playground, models, files, "
+            "fine-tuning jobs, the API reference); it signs in with an API key like any other client."
+        ),
+    ] = True
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"],
         msgspec.Meta(description="Level of the JSON logs of the gateway, the engines and training jobs."),

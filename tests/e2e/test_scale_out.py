@@ -22,7 +22,7 @@ from engines.core.metrics import REPORT_INTERVAL_S
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.jobs import messages, metric_steps, wait_done
 from tests.e2e.platform import Platform
-from tests.e2e.test_fine_tuning import ANSWER, CODE, ask, training_file
+from tests.e2e.test_fine_tuning import ANSWER, CODE, QUESTIONS, ask, training_file
 from tests.servers import new_database, s3_server
 
 pytestmark = pytest.mark.e2e
@@ -143,9 +143,10 @@ def test_metrics_add_up_across_both_gateway_replicas(scaled: Platform) -> None:
 
 
 def test_jobs_from_both_replicas_share_one_scheduler(scaled: Platform) -> None:
-    """Three jobs created over new connections, which the two replicas share: the 2-core plan runs one at a time."""
+    """Three jobs created over new connections, which the two replicas share: the 2-core plan runs one at a time.
+    One step each: what is watched is the queue, not the training."""
     client = sdk(scaled)
-    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file(QUESTIONS))), purpose="fine-tune")
     jobs = []
     for _ in range(3):
         fresh = sdk(scaled)  # a new connection, so the kernel may hand it to either replica
