@@ -40,7 +40,8 @@ $(CONSOLE_MODULES): gateway/console/package.json gateway/console/package-lock.js
 
 # The console's browser tests drive Debian's Chromium (Playwright's own browser download needs a host we can't reach).
 browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "make test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; }; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 run: model console
 	$(PY) -m gateway
