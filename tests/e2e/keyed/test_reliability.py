@@ -1,6 +1,7 @@
 """Reliability on the real stack: API keys, a bounded queue under 64 concurrent streams, a killed
-engine replica, a killed trainer actor, and SIGTERM with work in flight. Nothing hangs, nothing is lost: a job
-whose trainer dies, or whose platform stops, resumes from its last saved state and succeeds once."""
+engine replica, a killed trainer actor, and SIGTERM with a request in flight. Nothing hangs, nothing is lost: a
+job whose trainer dies resumes from its last saved state and succeeds once. (A job whose platform stops mid-training
+resumes the same way: tests/e2e/test_scale_out.py, with the cluster's stores.)"""
 
 from __future__ import annotations
 
@@ -175,7 +176,6 @@ def test_a_killed_trainer_resumes_its_job_from_the_last_state(guarded: Platform)
 def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     alice = sdk(guarded, ALICE)
     build_random_adapter(guarded.data_dir / "adapters" / "kept-lora", BASE_MODEL, seed=1)
-    job_id = start_resumable_job(alice)
     uploaded = alice.files.create(file=("keep.jsonl", io.BytesIO(json.dumps({"text": "x"}).encode())), purpose="fine-tune")
     outcome: dict[str, object] = {}
 
@@ -200,9 +200,6 @@ def test_sigterm_drains_and_restart_keeps_everything(guarded: Platform) -> None:
     assert drained_s < 90
     assert guarded.wait_gone() == []
     guarded.start()
-    wait_until(lambda: alice.fine_tuning.jobs.retrieve(job_id).status not in ACTIVE, 900, "the job ends")
-    log = assert_resumed_once(alice, job_id)
-    assert any(message.startswith("The platform restarted while this job was training") for message in log)
     assert alice.files.content(uploaded.id).content == json.dumps({"text": "x"}).encode()
     assert "kept-lora" in {m.id for m in alice.models.list().data}
     print(f"\nSIGTERM to exit: {drained_s:.1f}s; in-flight request: {sorted(outcome)}")

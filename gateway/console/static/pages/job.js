@@ -7,6 +7,7 @@ import { el, errorBox, statusPill, table, when } from "../dom.js";
 import { ACTIVE } from "./fine_tuning.js";
 
 const POLL_MS = 1500;
+const CHECKPOINTS_MS = 5000;
 const PAGE = 100;
 
 function jobPath(id, tail = "") {
@@ -67,7 +68,7 @@ export async function render(view, { id }) {
   const problem = el("div");
   let timer = null;
   let gone = false;
-  let seenCheckpoints = -1;
+  let checkpointsSeenAt = { events: -1, time: 0 };
 
   // Newest first, as the API lists them: the first load pages back through all, later ones take the newest page.
   async function loadEvents(all) {
@@ -134,9 +135,10 @@ export async function render(view, { id }) {
         ),
       ),
     );
-    const checkpointEvents = ordered.filter((e) => /checkpoint/i.test(e.message)).length;
-    if (checkpointEvents !== seenCheckpoints || !ACTIVE.includes(job.status)) {
-      seenCheckpoints = checkpointEvents;
+    // Checkpoints come with training steps: looked up again when steps arrived, at most every few seconds.
+    const stale = events.length !== checkpointsSeenAt.events && Date.now() - checkpointsSeenAt.time > CHECKPOINTS_MS;
+    if (stale || !ACTIVE.includes(job.status)) {
+      checkpointsSeenAt = { events: events.length, time: Date.now() };
       const answer = await api(`${jobPath(id, "/checkpoints")}?limit=100`);
       checkpoints.replaceChildren(
         table(
