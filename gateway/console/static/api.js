@@ -25,13 +25,17 @@ function headers(extra = {}) {
   return session.key ? { ...extra, Authorization: `Bearer ${session.key}` } : extra;
 }
 
-async function parse(response) {
-  const text = await response.text();
+// An answer's body: its JSON, else its text (a proxy's error page, say).
+function decode(text) {
   try {
     return text ? JSON.parse(text) : null;
   } catch {
     return text;
   }
+}
+
+async function parse(response) {
+  return decode(await response.text());
 }
 
 export async function api(path, { method = "GET", json } = {}) {
@@ -82,12 +86,7 @@ export function uploadFile(file, purpose, onProgress) {
     if (session.key) request.setRequestHeader("Authorization", `Bearer ${session.key}`);
     request.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded / event.total);
     request.onload = () => {
-      let body = null;
-      try {
-        body = JSON.parse(request.responseText);
-      } catch {
-        body = request.responseText;
-      }
+      const body = decode(request.responseText);
       if (request.status >= 200 && request.status < 300) resolve(body);
       else reject(new ApiError(request.status, body));
     };

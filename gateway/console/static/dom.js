@@ -39,6 +39,16 @@ export function errorBox(error) {
   return el("p", { class: "error", role: "alert" }, String(error.message || error));
 }
 
+// Runs a user's action; its error, if any, replaces what `problem` showed.
+export async function reporting(problem, action) {
+  problem.replaceChildren();
+  try {
+    await action();
+  } catch (error) {
+    problem.replaceChildren(errorBox(error));
+  }
+}
+
 export function statusPill(status) {
   return el("span", { class: `pill ${status}` }, status);
 }

@@ -2,7 +2,7 @@
 // soon as it is uploaded (the platform checks fine-tune files at upload), before any job is created.
 
 import { api, firstLines, uploadFile } from "../api.js";
-import { bytes, el, errorBox, statusPill, table, when } from "../dom.js";
+import { bytes, el, errorBox, reporting, statusPill, table, when } from "../dom.js";
 
 const PURPOSES = ["fine-tune", "assistants", "batch", "user_data", "evals", "vision"];
 
@@ -53,13 +53,10 @@ export async function render(view) {
 
   async function removeFile(id) {
     if (!confirm(`Delete ${id}?`)) return;
-    problem.replaceChildren();
-    try {
+    await reporting(problem, async () => {
       await api(`/v1/files/${encodeURIComponent(id)}`, { method: "DELETE" });
       await refresh();
-    } catch (error) {
-      problem.replaceChildren(errorBox(error));
-    }
+    });
   }
 
   async function upload(event) {

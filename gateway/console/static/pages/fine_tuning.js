@@ -1,7 +1,7 @@
 // Fine-tuning: create a job from an uploaded file, and the list of jobs (refreshed while any is active).
 
 import { api, models } from "../api.js";
-import { el, errorBox, statusPill, table, when } from "../dom.js";
+import { el, errorBox, reporting, statusPill, table, when } from "../dom.js";
 import { kindOf } from "./models.js";
 
 export const ACTIVE = ["validating_files", "queued", "running", "paused"];
@@ -59,7 +59,6 @@ export async function render(view) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    problem.replaceChildren();
     const fields = form.elements;
     const type = method.value;
     const payload = {
@@ -70,12 +69,10 @@ export async function render(view) {
     if (fields.validation_file.value) payload.validation_file = fields.validation_file.value;
     if (fields.suffix.value.trim()) payload.suffix = fields.suffix.value.trim();
     if (fields.seed.value.trim()) payload.seed = Number(fields.seed.value);
-    try {
+    await reporting(problem, async () => {
       const job = await api("/v1/fine_tuning/jobs", { method: "POST", json: payload });
       location.hash = `#/fine-tuning/${encodeURIComponent(job.id)}`;
-    } catch (error) {
-      problem.replaceChildren(errorBox(error));
-    }
+    });
   });
 
   const list = el("div");

@@ -3,8 +3,9 @@
 
 import { api } from "../api.js";
 import { lineChart } from "../chart.js";
-import { el, errorBox, statusPill, table, when } from "../dom.js";
+import { el, errorBox, reporting, statusPill, table, when } from "../dom.js";
 import { ACTIVE } from "./fine_tuning.js";
+import { playgroundLink } from "./models.js";
 
 const POLL_MS = 1500;
 const CHECKPOINTS_MS = 5000;
@@ -12,12 +13,6 @@ const PAGE = 100;
 
 function jobPath(id, tail = "") {
   return `/v1/fine_tuning/jobs/${encodeURIComponent(id)}${tail}`;
-}
-
-function playground(model, compare) {
-  const params = new URLSearchParams({ model });
-  if (compare) params.set("compare", compare);
-  return `#/playground?${params}`;
 }
 
 function loss(value) {
@@ -92,15 +87,11 @@ export async function render(view, { id }) {
       {
         class: className,
         disabled: !enabled,
-        onclick: async () => {
-          problem.replaceChildren();
-          try {
+        onclick: () =>
+          reporting(problem, async () => {
             await api(jobPath(id, path), { method: "POST" });
             await refresh();
-          } catch (error) {
-            problem.replaceChildren(errorBox(error));
-          }
-        },
+          }),
       },
       label,
     );
@@ -119,7 +110,7 @@ export async function render(view, { id }) {
         button("Pause", "/pause", ["validating_files", "queued", "running"].includes(job.status)),
         button("Resume", "/resume", job.status === "paused"),
         job.fine_tuned_model
-          ? el("a", { class: "button", href: playground(job.fine_tuned_model, job.model) }, "Try it")
+          ? el("a", { class: "button", href: playgroundLink(job.fine_tuned_model, job.model) }, "Try it")
           : null,
       ),
     );
@@ -151,7 +142,7 @@ export async function render(view, { id }) {
               el("td", { class: "id" }, c.fine_tuned_model_checkpoint),
               el("td", {}, loss(c.metrics?.train_loss)),
               el("td", {}, loss(c.metrics?.full_valid_loss ?? c.metrics?.valid_loss)),
-              el("td", {}, el("a", { class: "button small", href: playground(c.fine_tuned_model_checkpoint, job.model) }, "Try")),
+              el("td", {}, el("a", { class: "button small", href: playgroundLink(c.fine_tuned_model_checkpoint, job.model) }, "Try")),
             ),
           ),
           "No checkpoints yet.",

@@ -1,7 +1,7 @@
 // Every model the caller can use: the base models, adapters, fine-tuned models and their checkpoints.
 
 import { api, models } from "../api.js";
-import { el, errorBox, table, when } from "../dom.js";
+import { el, reporting, table, when } from "../dom.js";
 
 export function kindOf(model) {
   if (model.id.includes(":ckpt-step-")) return "checkpoint";
@@ -9,9 +9,10 @@ export function kindOf(model) {
   return model.parent ? "adapter" : "base";
 }
 
-export function tryLink(model) {
-  const params = new URLSearchParams({ model: model.id });
-  if (model.parent) params.set("compare", model.parent);
+// The playground on `model`, beside `compare` where given.
+export function playgroundLink(model, compare) {
+  const params = new URLSearchParams({ model });
+  if (compare) params.set("compare", compare);
   return `#/playground?${params}`;
 }
 
@@ -34,7 +35,7 @@ export async function render(view) {
         el("td", { class: "id" }, model.parent || ""),
         el("td", {}, model.owned_by),
         el("td", {}, when(model.created)),
-        el("td", { class: "actions" }, el("a", { href: tryLink(model), class: "button small" }, "Try"), remove),
+        el("td", { class: "actions" }, el("a", { href: playgroundLink(model.id, model.parent), class: "button small" }, "Try"), remove),
       );
     });
     list.replaceChildren(table(["Model", "Kind", "Parent", "Owner", "Created", ""], rows));
@@ -42,13 +43,10 @@ export async function render(view) {
 
   async function removeModel(id) {
     if (!confirm(`Delete ${id}? Its weights go too, unless another model shares them.`)) return;
-    problem.replaceChildren();
-    try {
+    await reporting(problem, async () => {
       await api(`/v1/models/${id.split("/").map(encodeURIComponent).join("/")}`, { method: "DELETE" });
       await refresh();
-    } catch (error) {
-      problem.replaceChildren(errorBox(error));
-    }
+    });
   }
 
   view.append(el("h1", {}, "Models"), problem, list);
