@@ -12,8 +12,9 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     DATA_DIR=/data
 
+# gcc: the CPU engine compiles its LoRA kernel on each node's first use (for its CPU); Triton's launchers on GPUs.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libnuma1 libgomp1 procps \
+    && apt-get install -y --no-install-recommends libnuma1 libgomp1 procps gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -4,6 +4,7 @@ Ray Serve LLM (adapters loaded on first use from a local S3, as `<base>:<adapter
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from bench.measure import Row, alternate, in_order, measure
 from bench.servers import MODEL_ID, platform, ray_serve_llm, s3_server, vllm_server
 
 SCENARIO = "adapters"
+WITHOUT_KERNEL = "platform-lora-pytorch"
+"""A peer on request (`--peers`): the platform with PyTorch's batched products instead of its LoRA kernel."""
 MIXES = (0, 1, 4, 8)
 LEVELS = {8: 32}
 
@@ -31,7 +34,13 @@ def build_adapters(folder: Path, count: int) -> dict[str, Path]:
 
 
 def run(
-    work: Path, *, rounds: int, levels: dict[int, int] = LEVELS, with_vllm: bool = True, with_ray_serve_llm: bool = True
+    work: Path,
+    *,
+    rounds: int,
+    levels: dict[int, int] = LEVELS,
+    with_vllm: bool = True,
+    with_ray_serve_llm: bool = True,
+    without_kernel: bool = False,
 ) -> list[Row]:
     adapters = build_adapters(work / "platform" / "adapters", max(MIXES))
     names = list(adapters)
@@ -46,6 +55,12 @@ def run(
         with platform(8400, work) as server:
             mixes("platform", server.url, round_no)
 
+    def on_platform_without_kernel(round_no: int) -> None:
+        if not (work / WITHOUT_KERNEL / "adapters").exists():
+            shutil.copytree(work / "platform" / "adapters", work / WITHOUT_KERNEL / "adapters")
+        with platform(8402, work, name=WITHOUT_KERNEL, LLM_PLATFORM_LORA_KERNEL="0") as server:
+            mixes(WITHOUT_KERNEL, server.url, round_no)
+
     def on_vllm(round_no: int) -> None:
         with vllm_server(8401, work, adapters=adapters) as server:
             mixes("vllm-server", server.url, round_no)
@@ -55,6 +70,8 @@ def run(
             mixes("ray-serve-llm", server.url, round_no, prefix=f"{MODEL_ID}:")
 
     systems: list[Callable[[int], None]] = [on_platform]
+    if without_kernel:
+        systems.append(on_platform_without_kernel)
     if with_vllm:
         systems.append(on_vllm)
     if with_ray_serve_llm:

@@ -123,7 +123,13 @@ def run_scenario(name: str, work: Path, rounds: int, peers: set[str], stamp: str
         return gateways.run(work, rounds=rounds, peers=peers)
     if name == "adapters":
         with_ray_serve_llm = "ray-serve-llm" in peers and (PEERS_VENV / ".installed").exists()
-        return adapters.run(work, rounds=rounds, with_vllm="vllm-server" in peers, with_ray_serve_llm=with_ray_serve_llm)
+        return adapters.run(
+            work,
+            rounds=rounds,
+            with_vllm="vllm-server" in peers,
+            with_ray_serve_llm=with_ray_serve_llm,
+            without_kernel=adapters.WITHOUT_KERNEL in peers,
+        )
     if name == "fine-tuning":
         return finetune.run(work, rounds=rounds)
     if name == "artifact-store":
@@ -169,7 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
     parser.add_argument("--rounds", type=int, help=f"rounds for every scenario (default: {DEFAULT_ROUNDS}, else 1)")
-    parser.add_argument("--peers", help=f"the gateways scenario's peers, comma-separated, of {', '.join(gateways.PEERS)}")
+    known_peers = (*gateways.PEERS, adapters.WITHOUT_KERNEL)
+    parser.add_argument("--peers", help=f"the scenarios' peers, comma-separated, of {', '.join(known_peers)}")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = set(chosen) - set(SCENARIOS)
@@ -177,7 +184,7 @@ def main() -> None:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     default_peers = {"vllm-bare", "vllm-server", "vllm-bare-again", "ray-serve-llm", "platform-metrics-off"}
     peers = set(args.peers.split(",")) if args.peers else default_peers
-    if unknown_peers := peers - set(gateways.PEERS):
+    if unknown_peers := peers - set(known_peers):
         parser.error(f"unknown peer(s): {', '.join(sorted(unknown_peers))}")
     if (PEERS_VENV / ".installed").exists():
         peers |= set() if args.peers else {"litellm-proxy"}

@@ -3,18 +3,19 @@
 vLLM's CPU punica ops gather each token's whole adapter matrices (`weights[token_slot]`, padded to
 MAX_LORA_RANK) before a batched matvec: a 40-token prompt copies its adapter 40 times, in every layer.
 Mixed-adapter traffic ran at about half the base model's speed. Here each linear layer keeps, per set of
-loaded adapters, their As stacked [adapters, in, slices x rank] and their Bs per output slice (q, k, v)
+loaded adapters, their As stacked [adapters, slices x rank, in] and their Bs per output slice (q, k, v)
 [adapters, rank, size], padded only to the largest rank among them:
 
-- few tokens over several adapters (decode): each adapter's tokens are placed side by side (zero rows where an
-  adapter has fewer than the busiest one), batched products follow (one for the As, one per slice for the
-  Bs), and the results are added back to their tokens' rows. Each adapter's weights are read once and only
-  its own tokens are multiplied. With eight rank-8 adapters among eight tokens, on one core with the default
-  model's layers (bench.lora_floor): 6 ms per step, where one product over every adapter for every token,
-  masked to each token's own, cost 9.5 ms (12.7 ms with a block-diagonal B, two thirds zeros for q/k/v);
-  reading the weights once takes 2.5 ms, the base model's linears 41 ms;
-- an adapter with many tokens in the step (a prefill), or alone in it: `y[rows] += (x[rows] @ A) @ B`, with B
-  block-diagonal over the slices (two products of its own).
+- few tokens per adapter (decode): one call of the C kernel (`engines.lora_kernel`) per layer, one pass over
+  each adapter's weights with its tokens read in place. With eight rank-8 adapters among eight tokens, on one
+  core with the default model's layers (bench.lora_floor, 2026-11-30): 7.6 ms per step, where PyTorch's
+  batched products (each adapter's tokens placed side by side, zero rows where one has fewer, one product for
+  the As and one per slice for the Bs, the results added back to their rows) took 12.1 ms, and one product
+  over every adapter for every token, masked to each token's own, about twice that; reading the weights once
+  takes 6.9 ms, the base model's linears 82-90 ms. Without a C compiler, or for another dtype than float32,
+  the batched products run;
+- an adapter with many tokens in the step (a prefill), or alone in it without the kernel:
+  `y[rows] += (x[rows] @ A^T) @ B`, with B block-diagonal over the slices (two products of its own).
 
 The LM head is the other cost. vLLM wraps it for adapters that train `lm_head`, and its CPU op gathers a
 [vocabulary x rank] matrix for every sampled token on every step, adapter or not: 37 % of the model worker's
@@ -40,7 +41,11 @@ import torch
 from vllm.lora.layers.logits_processor import LogitsProcessorWithLoRA
 from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
 
+from engines import lora_kernel
+
 ENABLE_ENV = "LLM_PLATFORM_LORA_CPU_OPS"
+KERNEL_ENV = "LLM_PLATFORM_LORA_KERNEL"
+"""0 keeps PyTorch's batched products for mixed-adapter steps (to compare them with the kernel)."""
 # From this many tokens in a step, an adapter gets two products of its own: the batched products pad every
 # loaded adapter to the busiest one's tokens (about 0.16 ms per padded row on the default model), and an
 # adapter's own products cost a few small operations per layer (about 1.5 ms per step).
@@ -77,13 +82,15 @@ class LayerWeights:
     """One linear layer's loaded adapters as the products use them, built on first use after the set changed."""
 
     a: torch.Tensor
-    """[adapters, in, slices x rank]: each adapter's As side by side."""
+    """[adapters, slices x rank, in]: each adapter's As stacked over the slices."""
     b_slices: tuple[torch.Tensor, ...]
     """Per output slice, [adapters, rank, size]: the batched products read only these (a block-diagonal B
     is two thirds zeros for q/k/v: 4.5 against 2 ms per step for eight adapters)."""
     b_blocks: torch.Tensor | None = None
     """[adapters, slices x rank, out]: each adapter's Bs, block-diagonal over the slices, for an adapter's own
     products (one product instead of one per slice); built on first use."""
+    kernel: lora_kernel.KernelLayer | None = None
+    """The same weights as the kernel reads them; built on first use."""
 
     def blocks(self) -> torch.Tensor:
         if len(self.b_slices) == 1:
@@ -98,6 +105,36 @@ class LayerWeights:
                 offset += sizes[index]
         return self.b_blocks
 
+    def kernel_layer(self) -> lora_kernel.KernelLayer:
+        if self.kernel is None:
+            self.kernel = lora_kernel.KernelLayer(self.a, self.b_slices)
+        return self.kernel
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The batched products' layout of the tokens: each adapter's tokens side by side."""
+
+    gather: torch.Tensor
+    """For each (adapter, place) the token row it takes, or `tokens` (a zero row) where the adapter has fewer
+    tokens than the busiest one."""
+    scatter: torch.Tensor
+    """The token row each (adapter, place) result goes to (row 0 for the zero rows)."""
+    places: int
+    """The most tokens any of the adapters has."""
+    padded: bool
+    """Whether any (adapter, place) takes the zero row."""
+
+    @classmethod
+    def build(cls, rest: list[tuple[int, torch.Tensor]], layout: SlotLayout, tokens: int) -> Placement:
+        places = max(len(rows) for _, rows in rest)
+        gather = torch.full((len(layout.slots), places), tokens, dtype=torch.long)
+        for slot, rows in rest:
+            gather[layout.position(slot), : len(rows)] = rows
+        zero_rows = gather == tokens
+        scatter = gather.masked_fill(zero_rows, 0)
+        return cls(gather.view(-1), scatter.view(-1), places, bool(zero_rows.any()))
+
 
 @dataclass
 class BatchPlan:
@@ -108,38 +145,37 @@ class BatchPlan:
     groups: list[tuple[int, slice | torch.Tensor]]
     """(slot, rows) of every adapter in the batch."""
     own_products: list[tuple[int, slice | torch.Tensor]]
-    """The adapters with enough tokens (a prefill) or alone in the batch: two products each."""
-    gather: torch.Tensor
-    """The batched rest: for each (adapter, place) the token row it takes, or `tokens` (a zero row) where the
-    adapter has fewer tokens than the busiest one."""
-    scatter: torch.Tensor
-    """The batched rest: the token row each (adapter, place) result goes to (row 0 for the zero rows)."""
-    places: int
-    """The batched rest: the most tokens any of its adapters has; 0 where there is no rest."""
-    padded: bool
-    """Whether any (adapter, place) takes the zero row."""
+    """The adapters with enough tokens (a prefill), or alone in the batch where there is no kernel: two
+    products each."""
+    rest: list[tuple[int, torch.Tensor]]
+    """(slot, token rows) of the other adapters: the kernel's, or the batched products'."""
+    kernel: lora_kernel.KernelPlan | None = None
+    placement: Placement | None = None
 
     @classmethod
-    def build(cls, token_slots: torch.Tensor, layout: SlotLayout) -> BatchPlan:
+    def build(cls, token_slots: torch.Tensor, layout: SlotLayout, *, kernel: bool) -> BatchPlan:
         groups = slot_groups(token_slots)
         tokens = token_slots.numel()
-        if len(groups) == 1:
-            none = torch.empty(0, dtype=torch.long)
-            return cls(layout, tokens, groups, groups, none, none, 0, False)
+        if len(groups) == 1 and not kernel:
+            return cls(layout, tokens, groups, groups, [])
         rows_of = {slot: torch.arange(tokens)[rows] for slot, rows in groups}
         own = [(slot, rows) for slot, rows in groups if len(rows_of[slot]) >= OWN_PRODUCTS_MIN_TOKENS]
-        rest = {slot: rows for slot, rows in rows_of.items() if len(rows) < OWN_PRODUCTS_MIN_TOKENS}
-        places = max((len(rows) for rows in rest.values()), default=0)
-        gather = torch.full((len(layout.slots), places), tokens, dtype=torch.long)
-        for slot, rows in rest.items():
-            gather[layout.position(slot), : len(rows)] = rows
-        zero_rows = gather == tokens
-        scatter = gather.masked_fill(zero_rows, 0)
-        return cls(layout, tokens, groups, own, gather.view(-1), scatter.view(-1), places, bool(zero_rows.any()))
+        rest = [(slot, rows) for slot, rows in rows_of.items() if len(rows) < OWN_PRODUCTS_MIN_TOKENS]
+        return cls(layout, tokens, groups, own, rest)
+
+    def kernel_plan(self) -> lora_kernel.KernelPlan:
+        if self.kernel is None:
+            self.kernel = lora_kernel.KernelPlan([(self.layout.position(slot), rows) for slot, rows in self.rest])
+        return self.kernel
+
+    def batched_placement(self) -> Placement:
+        if self.placement is None:
+            self.placement = Placement.build(self.rest, self.layout, self.tokens)
+        return self.placement
 
 
 class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
-    """PunicaWrapperCPU whose linear-layer LoRA runs as a few matrix products per layer."""
+    """PunicaWrapperCPU whose linear-layer LoRA runs as one kernel call, or a few matrix products, per layer."""
 
     def __init__(self, max_num_batched_tokens: int, max_batches: int, device: torch.device | str, **kwargs: Any):
         super().__init__(max_num_batched_tokens, max_batches, device, **kwargs)
@@ -153,6 +189,7 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         """Per linear layer (keyed by its stacked A's address)."""
         self.idle = False
         """No token of the step has an adapter: the LoRA layers run as their base layers."""
+        self.kernel = lora_kernel.library() if os.environ.get(KERNEL_ENV, "1") == "1" else None
 
     def adapter_activated(self, slot: int, rank: int, *, head: bool = False) -> None:
         """Called when an adapter's weights are copied into `slot`: cached matrices are stale. `head`: the
@@ -176,7 +213,7 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
             # An adapter of unknown rank (0) leaves the whole step to vLLM's own ops.
             self.layout = SlotLayout(slots, 0 if 0 in ranks else max(ranks, default=0))
             self.weights.clear()
-        self.plan = BatchPlan.build(self.token_lora_indices, self.layout)
+        self.plan = BatchPlan.build(self.token_lora_indices, self.layout, kernel=self.kernel is not None)
         self.idle = not self.plan.groups
         self.sampled_groups = slot_groups(self.sampler_indices) if self.head_slots else []
 
@@ -206,17 +243,21 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         x = x.to(out.dtype)
         for slot, rows in plan.own_products:
             position = plan.layout.position(slot)
-            delta = (x[rows] @ weights.a[position]) @ weights.blocks()[position]
+            delta = (x[rows] @ weights.a[position].T) @ weights.blocks()[position]
             if isinstance(rows, slice):
                 out[rows].add_(delta, alpha=scale)
             else:
                 out.index_add_(0, rows, delta, alpha=scale)
-        if not plan.places:
+        if not plan.rest:
             return
-        # The other adapters' tokens side by side, zero rows where one has fewer: two batched products.
-        source = torch.nn.functional.pad(x, (0, 0, 0, 1)) if plan.padded else x
-        placed = source.index_select(0, plan.gather).view(len(plan.layout.slots), plan.places, -1)
-        hidden = torch.bmm(placed, weights.a)
+        if self.kernel is not None and out.dtype == torch.float32 and x.stride(1) == 1 and out.stride(1) == 1:
+            lora_kernel.shrink_expand(self.kernel, plan.kernel_plan(), weights.kernel_layer(), x, out, scale)
+            return
+        # The adapters' tokens side by side, zero rows where one has fewer: two batched products.
+        placement = plan.batched_placement()
+        source = torch.nn.functional.pad(x, (0, 0, 0, 1)) if placement.padded else x
+        placed = source.index_select(0, placement.gather).view(len(plan.layout.slots), placement.places, -1)
+        hidden = torch.bmm(placed, weights.a.transpose(1, 2))
         if len(weights.b_slices) == 1:
             delta = torch.bmm(hidden, weights.b_slices[0])
         else:
@@ -224,7 +265,7 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
             parts = [torch.bmm(hidden[:, :, i * rank : (i + 1) * rank], b) for i, b in enumerate(weights.b_slices)]
             delta = torch.cat(parts, dim=2)
         delta = delta.view(-1, out.shape[1])
-        out.index_add_(0, plan.scatter, delta, alpha=scale)
+        out.index_add_(0, placement.scatter, delta, alpha=scale)
 
     def add_lora_logits(
         self,
@@ -265,7 +306,7 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         if key not in self.weights:
             assert self.layout is not None
             slots, rank = list(self.layout.slots), self.layout.rank
-            a = torch.cat([lora_a[slots, 0, :rank].transpose(1, 2) for lora_a in lora_a_stacked], dim=2)
+            a = torch.cat([lora_a[slots, 0, :rank] for lora_a in lora_a_stacked], dim=1)
             b_slices = tuple(
                 lora_b[slots, 0, :size, :rank].transpose(1, 2).to(dtype).contiguous()
                 for lora_b, size in zip(lora_b_stacked, output_slices, strict=True)
