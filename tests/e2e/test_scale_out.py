@@ -179,11 +179,16 @@ def test_a_killed_gateway_replica_leaves_the_job_alone(scaled: Platform) -> None
     assert events.count("The job has successfully completed") == 1
 
 
-TWO_EPOCHS: Hyperparameters = {"n_epochs": 2, "batch_size": 8}  # 12 steps, a state saved at step 6
+TWO_EPOCHS: Hyperparameters = {"n_epochs": 2, "batch_size": 8}  # a state saved at each epoch's end
 
 
-def start_job_past(client: openai.OpenAI, step: int) -> str:
-    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file())), purpose="fine-tune")
+SHORT = QUESTIONS * 3
+"""Three steps an epoch with TWO_EPOCHS: a job lost in its second epoch resumes from the first's saved state; two
+steps left once step 4 is seen give a stopping platform time to stop before the job could end."""
+
+
+def start_job_past(client: openai.OpenAI, step: int, questions: list[str] | None = None) -> str:
+    uploaded = client.files.create(file=("train.jsonl", io.BytesIO(training_file(questions))), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=uploaded.id, hyperparameters=TWO_EPOCHS)
     deadline = time.monotonic() + 600
     while max(metric_steps(client, job.id), default=0) < step:
@@ -201,16 +206,16 @@ def trainers_settle_at(platform: Platform, count: int, timeout_s: float = 60) ->
 
 def test_a_killed_control_plane_is_replaced_and_the_job_resumes_once(scaled: Platform) -> None:
     client = sdk(scaled)
-    job_id = start_job_past(client, 7)
+    job_id = start_job_past(client, 4, SHORT)  # the state of step 3, the first epoch's end, is in the store
     planes = scaled.processes("ServeReplica:llm-platform:control_plane")
     assert len(planes) == 1, planes
     planes[0].send_signal(signal.SIGKILL)
     assert wait_done(client, job_id) == "succeeded", client.fine_tuning.jobs.retrieve(job_id).error
     log = messages(client, job_id)
     assert any(message.startswith("The platform restarted while this job was training") for message in log), log
-    assert "Fine-tuning job resumed from step 6" in log
+    assert "Fine-tuning job resumed from step 3" in log
     assert log.count("The job has successfully completed") == 1
-    assert sorted(metric_steps(client, job_id)) == list(range(1, 13))
+    assert sorted(metric_steps(client, job_id)) == list(range(1, 7))
     models = [model.id for model in client.models.list().data]
     fine_tuned = client.fine_tuning.jobs.retrieve(job_id).fine_tuned_model
     assert fine_tuned is not None and models.count(fine_tuned) == 1
@@ -245,7 +250,7 @@ def test_pause_frees_the_trainer_and_resume_continues_from_the_paused_step(scale
 def test_sigterm_mid_job_then_start_again_resumes_from_the_store(scaled: Platform) -> None:
     """The platform stopped and started again: the job resumes from its state in S3 and succeeds once."""
     client = sdk(scaled)
-    job_id = start_job_past(client, 7)
+    job_id = start_job_past(client, 4, SHORT)
     assert scaled.stop() == 0
     assert scaled.wait_gone() == []
     scaled.start()
@@ -253,5 +258,5 @@ def test_sigterm_mid_job_then_start_again_resumes_from_the_store(scaled: Platfor
     assert wait_done(client, job_id) == "succeeded", client.fine_tuning.jobs.retrieve(job_id).error
     log = messages(client, job_id)
     assert any(message.startswith("The platform restarted while this job was training") for message in log), log
-    assert "Fine-tuning job resumed from step 6" in log and log.count("The job has successfully completed") == 1
-    assert sorted(metric_steps(client, job_id)) == list(range(1, 13))
+    assert "Fine-tuning job resumed from step 3" in log and log.count("The job has successfully completed") == 1
+    assert sorted(metric_steps(client, job_id)) == list(range(1, 7))
