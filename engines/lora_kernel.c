@@ -35,15 +35,16 @@ static void axpy(float *restrict y, const float *restrict v, float c, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] += c * v[i];
 }
 
-/* Returns 0, or -1 where a group has more tokens than `max_tokens` (the caller then takes another path). */
-int lora_shrink_expand(const lora_plan *plan, const lora_layer *layer, const float *x, int64_t x_stride, float *y,
-                       int64_t y_stride, float scale, int64_t max_tokens) {
+void lora_shrink_expand(const lora_plan *plan, const lora_layer *layer, const float *x, int64_t x_stride, float *y,
+                        int64_t y_stride, float scale) {
     const int64_t width = layer->slices * layer->rank, in = layer->in, rank = layer->rank;
-    float h[max_tokens * width];
+    int64_t max_tokens = 1;
+    for (int64_t g = 0; g < plan->groups; g++)
+        if (plan->offsets[g + 1] - plan->offsets[g] > max_tokens) max_tokens = plan->offsets[g + 1] - plan->offsets[g];
+    float h[max_tokens * width]; /* the group's x @ A^T, scaled; a few KB for decode groups */
     for (int64_t g = 0; g < plan->groups; g++) {
         const int64_t *rows = plan->rows + plan->offsets[g];
         const int64_t tokens = plan->offsets[g + 1] - plan->offsets[g];
-        if (tokens > max_tokens) return -1;
         const float *a = layer->a + plan->adapters[g] * width * in;
         for (int64_t r = 0; r < width; r++)
             for (int64_t t = 0; t < tokens; t++) h[t * width + r] = scale * dot(x + rows[t] * x_stride, a + r * in, in);
@@ -57,5 +58,4 @@ int lora_shrink_expand(const lora_plan *plan, const lora_layer *layer, const flo
             offset += size;
         }
     }
-    return 0;
 }

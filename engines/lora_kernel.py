@@ -83,9 +83,8 @@ def library() -> ctypes.CDLL | None:
         ctypes.c_void_p,
         ctypes.c_int64,
         ctypes.c_float,
-        ctypes.c_int64,
     ]
-    lib.lora_shrink_expand.restype = ctypes.c_int
+    lib.lora_shrink_expand.restype = None
     return lib
 
 
@@ -94,11 +93,9 @@ class KernelPlan:
     them; the tensors live as long as the plan."""
 
     def __init__(self, groups: list[tuple[int, torch.Tensor]]) -> None:
-        sizes = [len(rows) for _, rows in groups]
-        self.max_tokens = max(sizes, default=0)
         self.adapters = torch.tensor([position for position, _ in groups], dtype=torch.int64)
-        self.offsets = torch.tensor([0, *sizes], dtype=torch.int64).cumsum(0)
-        self.rows = torch.cat([rows for _, rows in groups]).to(torch.int64) if groups else torch.empty(0, dtype=torch.int64)
+        self.offsets = torch.tensor([0, *(len(rows) for _, rows in groups)], dtype=torch.int64).cumsum(0)
+        self.rows = torch.cat([rows for _, rows in groups]).to(torch.int64)
         self.struct = _Plan(len(groups), self.adapters.data_ptr(), self.offsets.data_ptr(), self.rows.data_ptr())
 
 
@@ -125,14 +122,6 @@ def shrink_expand(
     lib: ctypes.CDLL, plan: KernelPlan, layer: KernelLayer, x: torch.Tensor, y: torch.Tensor, scale: float
 ) -> None:
     """y[rows] += scale * (x[rows] @ A^T) @ B for every group of `plan`; x and y float32 with unit column stride."""
-    status = lib.lora_shrink_expand(
-        ctypes.byref(plan.struct),
-        ctypes.byref(layer.struct),
-        x.data_ptr(),
-        x.stride(0),
-        y.data_ptr(),
-        y.stride(0),
-        scale,
-        plan.max_tokens,
+    lib.lora_shrink_expand(
+        ctypes.byref(plan.struct), ctypes.byref(layer.struct), x.data_ptr(), x.stride(0), y.data_ptr(), y.stride(0), scale
     )
-    assert status == 0, "a group has more tokens than its plan's largest"
